@@ -1,0 +1,88 @@
+"""sansio-tcpmsg: the NestJS TCP microservice transport as a Sans-IO protocol core.
+
+The core never touches a socket, a thread or a clock. Bindings (``tcpmsg_anyio``,
+``tcpmsg_gevent``, ``tcpmsg_threads``) move the bytes; everything the protocol decides
+is decided here, once.
+"""
+
+from .client import ClientConnection
+from .codec import Codec, JsonCodec
+from .connection import Connection
+from .errors import (
+    ConnectionClosedError,
+    FrameError,
+    FrameTooLarge,
+    IncompleteFrameTimeout,
+    LocalProtocolError,
+    NoHandlerError,
+    PatternError,
+    RemoteError,
+    RemoteProtocolError,
+    RequestTimeout,
+    RpcError,
+    SendBufferExceeded,
+    TcpMsgError,
+    UnserializableError,
+)
+from .events import (
+    ConnectionClosed,
+    Event,
+    EventReceived,
+    PacketDropped,
+    ProtocolErrorOccurred,
+    RemoteErrorReceived,
+    RequestReceived,
+    RequestTimedOut,
+    ResponseReceived,
+    StreamEnded,
+    StreamItemReceived,
+)
+from .framing import FrameDecoder, encode_frame, utf16_length
+from .limits import Limits
+from .patterns import normalize_pattern
+from .routing import Context, Handler, Router
+from .server import ServerConnection
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClientConnection",
+    "Codec",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "Context",
+    "Event",
+    "EventReceived",
+    "FrameDecoder",
+    "FrameError",
+    "FrameTooLarge",
+    "Handler",
+    "IncompleteFrameTimeout",
+    "JsonCodec",
+    "Limits",
+    "LocalProtocolError",
+    "NoHandlerError",
+    "PacketDropped",
+    "PatternError",
+    "ProtocolErrorOccurred",
+    "RemoteError",
+    "RemoteErrorReceived",
+    "RemoteProtocolError",
+    "RequestReceived",
+    "RequestTimedOut",
+    "RequestTimeout",
+    "ResponseReceived",
+    "Router",
+    "RpcError",
+    "SendBufferExceeded",
+    "ServerConnection",
+    "StreamEnded",
+    "StreamItemReceived",
+    "TcpMsgError",
+    "UnserializableError",
+    "__version__",
+    "encode_frame",
+    "normalize_pattern",
+    "utf16_length",
+]

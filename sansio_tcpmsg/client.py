@@ -1,0 +1,148 @@
+"""The client side: requests out, replies matched to them by id."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConnectionClosedError, PatternError
+from .events import (
+    PacketDropped,
+    RemoteErrorReceived,
+    RequestTimedOut,
+    ResponseReceived,
+    StreamEnded,
+    StreamItemReceived,
+)
+from .connection import Connection
+from .packets import ReplyKind, parse_reply
+from .patterns import normalize_pattern
+
+__all__ = ["ClientConnection"]
+
+
+@dataclass(slots=True)
+class _Pending:
+    stream: bool
+    deadline: float | None
+    last: Any = field(default=None)
+
+
+class ClientConnection(Connection):
+    """One client connection: send requests and events, read replies as events.
+
+    >>> conn = ClientConnection()
+    >>> rid = conn.send_request("echo", "hi")
+    >>> conn.data_to_send()
+    b'37#{"pattern":"echo","data":"hi","id":"1"}'
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pending: dict[str, _Pending] = {}
+        self._deadlines: list[tuple[float, str]] = []
+        self._next_id = 0
+
+    @property
+    def pending(self) -> int:
+        """How many requests wait for their reply."""
+        return len(self._pending)
+
+    def send_request(
+        self,
+        pattern: Any,
+        data: Any,
+        *,
+        deadline: float | None = None,
+        metadata: Any = None,
+        stream: bool = False,
+    ) -> str:
+        """Queue a request and return its id.
+
+        The pattern travels as given, as a NestJS client sends it. With ``stream`` each
+        value arrives as a :class:`StreamItemReceived` and the end as :class:`StreamEnded`;
+        without, the last value arrives as one :class:`ResponseReceived`. ``deadline`` is
+        an absolute time on the clock given to ``handle_timer``. Raises
+        :class:`UnserializableError` (nothing queued) for values JSON cannot carry.
+        """
+        if self.closed:
+            raise ConnectionClosedError("the connection is closed")
+        normalize_pattern(pattern)  # refuses what no server could route
+        self._next_id += 1
+        request_id = str(self._next_id)
+        packet = {"pattern": pattern, "data": data, "id": request_id}
+        if metadata is not None:
+            packet = {"pattern": pattern, "data": data, "metadata": metadata, "id": request_id}
+        self._queue(packet)
+        self._pending[request_id] = _Pending(stream, deadline)
+        if deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, request_id))
+        return request_id
+
+    def emit(self, pattern: Any, data: Any, *, metadata: Any = None) -> None:
+        """Queue an event; its pattern travels normalized, as a NestJS client sends it."""
+        if self.closed:
+            raise ConnectionClosedError("the connection is closed")
+        if pattern is None:
+            raise PatternError("None is not a pattern")
+        packet = {"pattern": normalize_pattern(pattern), "data": data}
+        if metadata is not None:
+            packet["metadata"] = metadata
+        self._queue(packet)
+
+    def cancel(self, request_id: str) -> None:
+        """Stop waiting for a request locally; replies that still come are dropped."""
+        self._pending.pop(request_id, None)
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` must be called next, or None."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1] not in self._pending:
+            heapq.heappop(deadlines)
+        frame = super().get_timer()
+        if not deadlines:
+            return frame
+        return deadlines[0][0] if frame is None else min(frame, deadlines[0][0])
+
+    def handle_timer(self, now: float) -> None:
+        """Expire requests whose deadline has passed, and a silent peer."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, request_id = heapq.heappop(deadlines)
+            if self._pending.pop(request_id, None) is not None:
+                self._events.append(RequestTimedOut(request_id))
+        super().handle_timer(now)
+
+    def _handle_packet(self, obj: Any) -> None:
+        reply = parse_reply(obj)
+        if reply is None:
+            self._events.append(PacketDropped(obj, "not a reply"))
+            return
+        request_id = reply.id
+        pending = self._pending.get(request_id) if isinstance(request_id, str) else None
+        if pending is None:
+            return  # a late reply to a cancelled or timed-out request, as NestJS drops it
+        kind = reply.kind
+        if kind is ReplyKind.ITEM:
+            if pending.stream:
+                self._events.append(StreamItemReceived(request_id, reply.value))
+            else:
+                pending.last = reply.value
+            return
+        del self._pending[request_id]
+        if kind is ReplyKind.ERROR:
+            self._events.append(RemoteErrorReceived(request_id, reply.value, reply.no_handler))
+        elif not pending.stream:
+            value = reply.value if kind is ReplyKind.LAST else pending.last
+            self._events.append(ResponseReceived(request_id, value))
+        else:
+            if kind is ReplyKind.LAST:
+                self._events.append(StreamItemReceived(request_id, reply.value))
+            self._events.append(StreamEnded(request_id))
+
+    def _abandon(self) -> tuple[str, ...]:
+        failed = tuple(self._pending)
+        self._pending.clear()
+        self._deadlines.clear()
+        return failed

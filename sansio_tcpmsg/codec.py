@@ -1,0 +1,143 @@
+"""JSON as JavaScript writes and reads it.
+
+NestJS frames carry ``JSON.stringify`` output. To write byte-identical frames we must
+differ from Python's ``json`` in three places: numbers (``1.0`` is ``1`` and ``1e-05`` is
+``0.00001`` in JavaScript), lone surrogates (escaped, as ES2019 ``JSON.stringify`` does),
+and values JavaScript cannot read back (NaN, Infinity), which we refuse locally.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Protocol
+
+from .errors import UnserializableError
+
+__all__ = ["Codec", "JsonCodec", "js_number"]
+
+_MAX_SAFE = 2**53
+
+
+class Codec(Protocol):
+    """What the core needs from a JSON library: text out, value in.
+
+    A replacement (orjson, msgspec, ...) must keep the rules of :class:`JsonCodec`:
+    compact output, non-ASCII kept as is, NaN and Infinity refused with
+    :class:`~sansio_tcpmsg.errors.UnserializableError`.
+    """
+
+    def dumps(self, value: Any) -> str:
+        """Serialize ``value`` to JSON text."""
+
+    def loads(self, text: str) -> Any:
+        """Parse JSON text; raise ``ValueError`` when it is not JSON."""
+
+
+def js_number(value: float | int) -> str:
+    """Format a number as JavaScript's ``String(number)`` does.
+
+    >>> js_number(1.0), js_number(1e-7), js_number(1e21), js_number(0.5)
+    ('1', '1e-7', '1e+21', '0.5')
+    """
+    if isinstance(value, int) and abs(value) <= _MAX_SAFE:
+        return str(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise UnserializableError(f"{value!r} cannot be written as JSON")
+    if number == 0:
+        return "0"
+    # repr gives the shortest round-tripping digits, as JavaScript does; only the
+    # layout (where the point goes, when to use an exponent) differs.
+    digits, exponent = _shortest_digits(number)
+    sign = "-" if number < 0 else ""
+    point = exponent + 1  # position of the decimal point after the first digit
+    if len(digits) <= point <= 21:
+        return sign + digits + "0" * (point - len(digits))
+    if 0 < point <= 21:
+        return sign + digits[:point] + "." + digits[point:]
+    if -6 < point <= 0:
+        return sign + "0." + "0" * -point + digits
+    tail = "." + digits[1:] if len(digits) > 1 else ""
+    return f"{sign}{digits[0]}{tail}e{'+' if exponent >= 0 else '-'}{abs(exponent)}"
+
+
+def _shortest_digits(number: float) -> tuple[str, int]:
+    """The shortest significant digits of ``abs(number)`` and its decimal exponent."""
+    mantissa, _, exp_text = repr(abs(number)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    significant = (whole + fraction).lstrip("0")
+    leading_zeros = len(whole) + len(fraction) - len(significant)
+    exponent = len(whole) + int(exp_text or "0") - leading_zeros - 1
+    return significant.rstrip("0"), exponent
+
+
+# Python's repr differs from JavaScript only for integral floats ("1.0") and exponents.
+_NEEDS_JS_NUMBERS = re.compile(r"\.0(?=[,\]}]|$)|\de[-+]\d")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+class JsonCodec:
+    """The default codec: the standard library's ``json`` with JavaScript's rules."""
+
+    def __init__(self) -> None:
+        self._dumps = json.JSONEncoder(
+            ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode
+        self._loads = json.JSONDecoder().decode
+
+    def dumps(self, value: Any) -> str:
+        """Serialize ``value`` as ``JSON.stringify`` would; refuse what JS cannot read."""
+        try:
+            text = self._dumps(value)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise UnserializableError(f"cannot send {type(value).__name__} as JSON: {exc}") from None
+        if _NEEDS_JS_NUMBERS.search(text):
+            text = _js_dumps(value)
+        if not text.isascii():
+            text = _fix_surrogates(text)
+        return text
+
+    def loads(self, text: str) -> Any:
+        """Parse JSON text as ``JSON.parse`` would (NaN and Infinity are not JSON)."""
+        return self._loads(text)
+
+
+def _fix_surrogates(text: str) -> str:
+    if _LONE_SURROGATE.search(text) is None:
+        return text
+    # A pair written as two code points is one character to JavaScript.
+    text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    return _LONE_SURROGATE.sub(_escape_surrogate, text)
+
+
+_encode_string = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _js_dumps(value: Any) -> str:
+    """Slow path: write numbers the JavaScript way (rare: only integral or tiny floats)."""
+    if isinstance(value, str):
+        return _encode_string(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return js_number(value)
+    if isinstance(value, dict):
+        items = (f"{_encode_string(_js_key(k))}:{_js_dumps(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    return "[" + ",".join(_js_dumps(v) for v in value) + "]"
+
+
+def _js_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    return _js_dumps(key)

@@ -1,0 +1,143 @@
+"""What client and server connections share: frames in and out, limits, closing.
+
+A connection never does I/O. The binding feeds it bytes (``receive_data``), the end of
+the stream (``receive_eof``) and the time (``handle_timer``); it takes bytes out
+(``data_to_send``) and events (``events_received``), and closes the socket once
+``closed`` is true and the last bytes are written.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import Any
+
+from .codec import Codec, JsonCodec
+from .errors import FrameError, IncompleteFrameTimeout, RemoteProtocolError, SendBufferExceeded
+from .events import ConnectionClosed, Event, ProtocolErrorOccurred
+from .framing import FrameDecoder, encode_frame
+from .limits import Limits
+
+__all__ = ["Connection"]
+
+_DEFAULT_CODEC = JsonCodec()
+
+
+class Connection(ABC):
+    """Base of :class:`ClientConnection` and :class:`ServerConnection`."""
+
+    def __init__(self, *, limits: Limits | None = None, codec: Codec | None = None) -> None:
+        self.limits = limits or Limits()
+        self.codec = codec or _DEFAULT_CODEC
+        self._decoder = FrameDecoder(self.limits.max_buffer_size, self.limits.max_prefix_digits)
+        self._outbound: list[bytes] = []
+        self._events: deque[Event] = deque()
+        self._frame_deadline: float | None = None
+        self._send_buffered = 0
+        self.closed = False
+
+    # -- bytes in ---------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed bytes read from the socket at time ``now`` (any split is fine)."""
+        if self.closed:
+            return
+        try:
+            texts = self._decoder.feed(data)
+            for text in texts:
+                try:
+                    obj = self.codec.loads(text)
+                except ValueError:
+                    raise FrameError(f"invalid JSON in frame: {text[:80]!r}") from None
+                self._handle_packet({} if obj is None else obj)
+                if self.closed:
+                    return
+        except RemoteProtocolError as exc:
+            self._fail(exc)
+            return
+        timeout = self.limits.incomplete_frame_timeout
+        # The deadline is refreshed by every read, as in NestJS: only a silent peer expires.
+        self._frame_deadline = now + timeout if timeout and self._decoder.has_partial_frame else None
+
+    def receive_eof(self) -> None:
+        """The peer closed its side of the stream."""
+        self._close(None)
+
+    # -- bytes out --------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the peer since the last call; the binding writes it."""
+        out = b"".join(self._outbound)
+        self._outbound.clear()
+        return out
+
+    def _queue(self, packet: dict[str, Any]) -> None:
+        self._outbound.append(encode_frame(self.codec.dumps(packet)))
+
+    # -- backpressure -----------------------------------------------------------------
+
+    def note_send_buffer(self, size: int) -> None:
+        """Tell the connection how many bytes the socket still holds for the peer.
+
+        Past ``Limits.max_send_buffer_size`` the peer is dropped as NestJS 12 drops it.
+        """
+        self._send_buffered = size
+        cap = self.limits.max_send_buffer_size
+        if cap and size > cap and not self.closed:
+            self._fail(SendBufferExceeded(f"{size} bytes queued for a peer that does not read (limit {cap})"))
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while the peer is not reading fast enough: stop reading from it."""
+        return self._send_buffered > self.limits.send_high_water
+
+    # -- time -------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` must be called next, or None."""
+        return self._frame_deadline
+
+    def handle_timer(self, now: float) -> None:
+        """Turn whatever expired by ``now`` into events."""
+        if self._frame_deadline is not None and now >= self._frame_deadline:
+            self._fail(IncompleteFrameTimeout(
+                f"peer silent mid-frame for {self.limits.incomplete_frame_timeout} s"
+            ))
+
+    # -- events -----------------------------------------------------------------------
+
+    def events_received(self) -> list[Event]:
+        """Every event since the last call, in order."""
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    def next_event(self) -> Event | None:
+        """The oldest event not yet taken, or None."""
+        return self._events.popleft() if self._events else None
+
+    # -- closing ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close locally; the binding writes what is queued, then closes the socket."""
+        self._close(None)
+
+    def _fail(self, error: RemoteProtocolError) -> None:
+        self._events.append(ProtocolErrorOccurred(error))
+        self._close(error)
+
+    def _close(self, error: RemoteProtocolError | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._frame_deadline = None
+        self._events.append(ConnectionClosed(error, self._abandon()))
+
+    # -- for subclasses ---------------------------------------------------------------
+
+    @abstractmethod
+    def _handle_packet(self, obj: Any) -> None: ...
+
+    @abstractmethod
+    def _abandon(self) -> tuple[str, ...]:
+        """Forget every pending exchange; return the client request ids it failed."""

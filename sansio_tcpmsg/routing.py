@@ -1,0 +1,103 @@
+"""Handlers keyed by route, registered with decorators, as NestJS controllers are."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .patterns import normalize_pattern
+
+__all__ = ["Context", "Handler", "Router"]
+
+Handler = Callable[[Any, "Context"], Any]
+"""A handler as the bindings call it: ``handler(data, ctx)``."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a handler knows about the packet besides its data (NestJS ``TcpContext``)."""
+
+    #: The pattern as the client sent it (a string, a number or an object).
+    pattern: Any
+    #: The route the pattern normalizes to, or None when it cannot be routed.
+    route: str | None
+    #: The ``metadata`` a NestJS 12 client attached, or None.
+    metadata: Any
+    #: Who sent it: whatever the binding passed, usually the peer's (host, port).
+    peer: Any
+
+
+def _with_context(func: Callable[..., Any]) -> Handler:
+    """Adapt a handler that declares only ``data`` to the ``(data, ctx)`` call."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return func
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params):
+        return func
+
+    def call(data: Any, ctx: Context) -> Any:
+        return func(data)
+
+    return call
+
+
+class Router:
+    """Message and event handlers by route.
+
+    >>> router = Router()
+    >>> @router.message({"cmd": "sum"})
+    ... def add(data, ctx):
+    ...     return sum(data)
+
+    One message handler per route, the last registered wins; every event handler of a
+    route runs, in the order they were registered (both as in NestJS).
+    """
+
+    def __init__(self) -> None:
+        self._messages: dict[str, Handler] = {}
+        self._events: dict[str, tuple[Handler, ...]] = {}
+
+    def message(self, pattern: Any) -> Callable[[F], F]:
+        """Decorator: ``func`` answers requests whose pattern normalizes like ``pattern``."""
+        route = normalize_pattern(pattern)
+
+        def register(func: F) -> F:
+            self._messages[route] = _with_context(func)
+            return func
+
+        return register
+
+    def event(self, pattern: Any) -> Callable[[F], F]:
+        """Decorator: ``func`` runs for events whose pattern normalizes like ``pattern``."""
+        route = normalize_pattern(pattern)
+
+        def register(func: F) -> F:
+            self._events[route] = (*self._events.get(route, ()), _with_context(func))
+            return func
+
+        return register
+
+    def include(self, other: Router) -> None:
+        """Add every handler of ``other`` to this router, as if registered here now."""
+        self._messages.update(other._messages)
+        for route, handlers in other._events.items():
+            self._events[route] = (*self._events.get(route, ()), *handlers)
+
+    def message_handler(self, route: str | None) -> Handler | None:
+        """The handler for requests on ``route``, if any."""
+        return self._messages.get(route) if route is not None else None
+
+    def event_handlers(self, route: str | None) -> tuple[Handler, ...]:
+        """The handlers for events on ``route``, in order (possibly none)."""
+        return self._events.get(route, ()) if route is not None else ()
+
+    @property
+    def routes(self) -> list[str]:
+        """Every route with a message or event handler."""
+        return sorted({*self._messages, *self._events})

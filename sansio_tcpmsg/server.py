@@ -1,0 +1,108 @@
+"""The server side: requests and events in, routed to handlers; replies out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .connection import Connection
+from .errors import NO_HANDLER_MESSAGE, LocalProtocolError, UnserializableError
+from .events import EventReceived, PacketDropped, RequestReceived
+from .packets import INTERNAL_ERROR, error_payload, parse_incoming
+from .patterns import route_of_incoming
+from .routing import Context, Router
+
+__all__ = ["ServerConnection"]
+
+
+class ServerConnection(Connection):
+    """One accepted connection: packets become events; handlers' outcomes become replies.
+
+    Requests with no message handler are answered at once with NestJS's no-handler
+    error. For the others a :class:`RequestReceived` carries the handler and an integer
+    ``request_id`` (the client's own id can be any JSON value); answer it with exactly
+    one of ``respond``, ``fail``, or ``send_item`` calls closed by ``end_stream``.
+    Replies to a closed connection are dropped quietly, as the peer is gone.
+    """
+
+    def __init__(self, router: Router, *, peer: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.router = router
+        self.peer = peer
+        self._in_flight: dict[int, Any] = {}  # our request id -> the client's id
+        self._next_id = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Requests received and not yet answered."""
+        return len(self._in_flight)
+
+    def _handle_packet(self, obj: Any) -> None:
+        incoming = parse_incoming(obj)
+        if incoming is None:
+            self._events.append(PacketDropped(obj, "neither a request nor an event"))
+            return
+        route = route_of_incoming(incoming.pattern)
+        context = Context(incoming.pattern, route, incoming.metadata, self.peer)
+        if not incoming.is_request:
+            self._events.append(EventReceived(incoming.data, context, self.router.event_handlers(route)))
+            return
+        handler = self.router.message_handler(route)
+        if handler is None:
+            self._queue({"id": incoming.id, "status": "error", "err": NO_HANDLER_MESSAGE})
+            return
+        self._next_id += 1
+        self._in_flight[self._next_id] = incoming.id
+        self._events.append(RequestReceived(self._next_id, incoming.data, context, handler))
+
+    def _client_id(self, request_id: int, *, final: bool) -> tuple[bool, Any]:
+        if self.closed:
+            return False, None
+        try:
+            client_id = self._in_flight.pop(request_id) if final else self._in_flight[request_id]
+        except KeyError:
+            raise LocalProtocolError(f"request {request_id} is not waiting for a reply") from None
+        return True, client_id
+
+    def respond(self, request_id: int, value: Any) -> None:
+        """Reply with a single value; ``None`` replies with no value, as ``undefined`` does.
+
+        A value JSON cannot carry is answered with NestJS's internal error instead, and
+        the :class:`UnserializableError` is raised for the caller to log.
+        """
+        live, client_id = self._client_id(request_id, final=True)
+        if not live:
+            return
+        if value is None:
+            self._queue({"isDisposed": True, "id": client_id})
+            return
+        try:
+            self._queue({"response": value, "isDisposed": True, "id": client_id})
+        except UnserializableError:
+            self._queue({"err": INTERNAL_ERROR, "isDisposed": True, "id": client_id})
+            raise
+
+    def send_item(self, request_id: int, value: Any) -> None:
+        """Send one value of a streamed reply; raises for a value JSON cannot carry."""
+        live, client_id = self._client_id(request_id, final=False)
+        if live:
+            self._queue({"response": value, "id": client_id})
+
+    def end_stream(self, request_id: int) -> None:
+        """Complete a streamed reply."""
+        live, client_id = self._client_id(request_id, final=True)
+        if live:
+            self._queue({"isDisposed": True, "id": client_id})
+
+    def fail(self, request_id: int, exc: BaseException) -> None:
+        """Reply with the error NestJS sends for ``exc`` (see :func:`error_payload`)."""
+        live, client_id = self._client_id(request_id, final=True)
+        if not live:
+            return
+        try:
+            self._queue({"err": error_payload(exc), "isDisposed": True, "id": client_id})
+        except UnserializableError:
+            self._queue({"err": INTERNAL_ERROR, "isDisposed": True, "id": client_id})
+
+    def _abandon(self) -> tuple[str, ...]:
+        self._in_flight.clear()
+        return ()
