@@ -42,6 +42,7 @@ from .limits import Limits
 from .patterns import normalize_pattern
 from .routing import Context, Handler, Router
 from .server import ServerConnection
+from .status import ConnectionStatus
 
 __version__ = "0.1.0"
 
@@ -51,6 +52,7 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "ConnectionClosedError",
+    "ConnectionStatus",
     "Context",
     "Event",
     "EventReceived",
