@@ -21,7 +21,8 @@ class ServerConnection(Connection):
     error. For the others a :class:`RequestReceived` carries the handler and an integer
     ``request_id`` (the client's own id can be any JSON value); answer it with exactly
     one of ``respond``, ``fail``, or ``send_item`` calls closed by ``end_stream``.
-    Replies to a closed connection are dropped quietly, as the peer is gone.
+    Replies to a closed connection are dropped quietly, as the peer is gone. A handler
+    that fails, or whose value cannot be sent, is answered with ``fail``.
     """
 
     def __init__(self, router: Router, *, peer: Any = None, **kwargs: Any) -> None:
@@ -54,54 +55,41 @@ class ServerConnection(Connection):
         self._in_flight[self._next_id] = incoming.id
         self._events.append(RequestReceived(self._next_id, incoming.data, context, handler))
 
-    def _client_id(self, request_id: int, *, final: bool) -> tuple[bool, Any]:
+    def _reply(self, request_id: int, packet: dict[str, Any], *, final: bool) -> None:
         if self.closed:
-            return False, None
-        try:
-            client_id = self._in_flight.pop(request_id) if final else self._in_flight[request_id]
-        except KeyError:
-            raise LocalProtocolError(f"request {request_id} is not waiting for a reply") from None
-        return True, client_id
+            return  # the peer is gone; NestJS drops such replies too
+        if request_id not in self._in_flight:
+            raise LocalProtocolError(f"request {request_id} is not waiting for a reply")
+        packet["id"] = self._in_flight[request_id]
+        self._queue(packet)  # raises UnserializableError before anything is queued
+        if final:
+            del self._in_flight[request_id]
 
     def respond(self, request_id: int, value: Any) -> None:
         """Reply with a single value; ``None`` replies with no value, as ``undefined`` does.
 
-        A value JSON cannot carry is answered with NestJS's internal error instead, and
-        the :class:`UnserializableError` is raised for the caller to log.
+        Raises :class:`UnserializableError` for a value JSON cannot carry, with nothing
+        queued and the request still waiting: answer it with ``fail``.
         """
-        live, client_id = self._client_id(request_id, final=True)
-        if not live:
-            return
         if value is None:
-            self._queue({"isDisposed": True, "id": client_id})
-            return
-        try:
-            self._queue({"response": value, "isDisposed": True, "id": client_id})
-        except UnserializableError:
-            self._queue({"err": INTERNAL_ERROR, "isDisposed": True, "id": client_id})
-            raise
+            self._reply(request_id, {"isDisposed": True}, final=True)
+        else:
+            self._reply(request_id, {"response": value, "isDisposed": True}, final=True)
 
     def send_item(self, request_id: int, value: Any) -> None:
-        """Send one value of a streamed reply; raises for a value JSON cannot carry."""
-        live, client_id = self._client_id(request_id, final=False)
-        if live:
-            self._queue({"response": value, "id": client_id})
+        """Send one value of a streamed reply (raises as ``respond`` does)."""
+        self._reply(request_id, {"response": value}, final=False)
 
     def end_stream(self, request_id: int) -> None:
         """Complete a streamed reply."""
-        live, client_id = self._client_id(request_id, final=True)
-        if live:
-            self._queue({"isDisposed": True, "id": client_id})
+        self._reply(request_id, {"isDisposed": True}, final=True)
 
     def fail(self, request_id: int, exc: BaseException) -> None:
         """Reply with the error NestJS sends for ``exc`` (see :func:`error_payload`)."""
-        live, client_id = self._client_id(request_id, final=True)
-        if not live:
-            return
         try:
-            self._queue({"err": error_payload(exc), "isDisposed": True, "id": client_id})
+            self._reply(request_id, {"err": error_payload(exc), "isDisposed": True}, final=True)
         except UnserializableError:
-            self._queue({"err": INTERNAL_ERROR, "isDisposed": True, "id": client_id})
+            self._reply(request_id, {"err": INTERNAL_ERROR, "isDisposed": True}, final=True)
 
     def _abandon(self) -> tuple[str, ...]:
         self._in_flight.clear()
