@@ -89,7 +89,7 @@ class JsonCodec:
         self._dumps = json.JSONEncoder(
             ensure_ascii=False, separators=(",", ":"), allow_nan=False
         ).encode
-        self._loads = json.JSONDecoder().decode
+        self._loads = json.JSONDecoder(parse_constant=_reject_constant).decode
 
     def dumps(self, value: Any) -> str:
         """Serialize ``value`` as ``JSON.stringify`` would; refuse what JS cannot read."""
@@ -106,6 +106,10 @@ class JsonCodec:
     def loads(self, text: str) -> Any:
         """Parse JSON text as ``JSON.parse`` would (NaN and Infinity are not JSON)."""
         return self._loads(text)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _fix_surrogates(text: str) -> str:

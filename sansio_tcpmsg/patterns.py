@@ -8,13 +8,12 @@ root collation), which is not Python's code point order: NestJS sorts the keys
 
 from __future__ import annotations
 
-import json
 import math
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from .codec import js_number
+from .codec import JsonCodec, js_number
 from .errors import PatternError
 
 __all__ = ["MAX_DEPTH", "MAX_KEYS", "collation_key", "normalize_pattern", "route_of_incoming"]
@@ -133,8 +132,4 @@ def route_of_incoming(pattern: Any) -> str | None:
     return _route(pattern, 0)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_parse_json = json.JSONDecoder(parse_constant=_reject_constant).decode
+_parse_json = JsonCodec().loads

@@ -1,0 +1,100 @@
+"""JSON as JSON.stringify writes it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sansio_tcpmsg.codec import JsonCodec, js_number
+from sansio_tcpmsg.errors import UnserializableError
+
+codec = JsonCodec()
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1.0, "1"),
+        (-0.0, "0"),
+        (100.0, "100"),
+        (0.1, "0.1"),
+        (1e-7, "1e-7"),
+        (1.5e-7, "1.5e-7"),
+        (0.000001, "0.000001"),
+        (1e16, "10000000000000000"),
+        (1e21, "1e+21"),
+        (1.2345678901234568e21, "1.2345678901234568e+21"),
+        (-2.5e-10, "-2.5e-10"),
+        (5e-324, "5e-324"),
+        (123.456, "123.456"),
+        (2**60, "1152921504606847000"),
+        (7, "7"),
+    ],
+)
+def test_numbers_as_javascript_writes_them(value: float, text: str) -> None:
+    assert js_number(value) == text
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_refused(value: float) -> None:
+    with pytest.raises(UnserializableError):
+        js_number(value)
+    with pytest.raises(UnserializableError):
+        codec.dumps({"x": [value]})
+
+
+@pytest.mark.parametrize("value", [object(), {1, 2}, b"bytes"])
+def test_values_json_cannot_hold_are_refused(value: object) -> None:
+    with pytest.raises(UnserializableError):
+        codec.dumps({"x": value})
+
+
+def test_compact_and_non_ascii_kept() -> None:
+    assert codec.dumps({"a": [1, "é中😀\u2028"]}) == '{"a":[1,"é中😀\u2028"]}'
+
+
+def test_slow_path_only_changes_numbers() -> None:
+    value = {"f": 1.0, "s": "1.0,", "n": None, "t": True, "x": False, "l": [1e-7, 2], 1: 0.5, False: 1.0, None: 2.0}
+    assert codec.dumps(value) == '{"f":1,"s":"1.0,","n":null,"t":true,"x":false,"l":[1e-7,2],"1":0.5,"false":1,"null":2}'
+
+
+def test_lone_surrogates_are_escaped_and_pairs_joined() -> None:
+    assert codec.dumps(["\ud800", "a\udc00b", "\ud83d\ude00", "é"]) == '["\\ud800","a\\udc00b","😀","é"]'
+
+
+def test_loads_refuses_what_json_parse_refuses() -> None:
+    assert codec.loads('{"a":[1,2.5,null]}') == {"a": [1, 2.5, None]}
+    with pytest.raises(ValueError):
+        codec.loads("NaN")
+    with pytest.raises(ValueError):
+        codec.loads("{")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def as_javascript(value: object) -> object:
+    """The value as JavaScript holds it: every number a double."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: as_javascript(v) for k, v in value.items()}
+    assert isinstance(value, list)
+    return [as_javascript(v) for v in value]
+
+
+@given(json_values)
+def test_round_trip_any_json_value(value: object) -> None:
+    text = codec.dumps(value)
+    text.encode("utf-8")  # always encodable: lone surrogates are escaped
+    assert as_javascript(codec.loads(text)) == as_javascript(json.loads(json.dumps(value)))
