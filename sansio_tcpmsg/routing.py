@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ def _with_context(func: Callable[..., Any]) -> Handler:
     if len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params):
         return func
 
+    @functools.wraps(func)  # keeps ``__wrapped__``: bindings see an async handler as async
     def call(data: Any, ctx: Context) -> Any:
         return func(data)
 
