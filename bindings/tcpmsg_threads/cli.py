@@ -1,0 +1,718 @@
+"""The ``tcpmsg`` command: talk to, serve and demonstrate NestJS TCP microservices.
+
+Standard library only; the client commands and the demo use the threads binding, and
+``serve --binding`` imports the chosen binding only when asked for it::
+
+    tcpmsg send 3000 '{"cmd":"sum"}' '[1,2,3]'      # prints 6
+    tcpmsg stream 127.0.0.1:3000 count 3              # prints 0, 1, 2 on their own lines
+    tcpmsg emit 3000 user.created '{"id":1}'
+    tcpmsg serve myapp.service:router --port 3000
+    tcpmsg demo
+
+Exit status: 0 success, 1 the server answered with an error (its ``err`` as JSON on
+stderr), 2 bad arguments, 3 cannot connect or the connection was lost, 4 timeout,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn
+
+from sansio_tcpmsg import (
+    ConnectionClosedError,
+    JsonCodec,
+    Limits,
+    LocalProtocolError,
+    RemoteError,
+    Router,
+    RpcError,
+    TcpMsgError,
+)
+
+__all__ = ["EXIT_CONNECTION", "EXIT_REMOTE", "EXIT_TIMEOUT", "EXIT_USAGE", "example_router", "main"]
+
+PROG = "tcpmsg"
+EXIT_OK = 0
+EXIT_REMOTE = 1
+EXIT_USAGE = 2
+EXIT_CONNECTION = 3
+EXIT_TIMEOUT = 4
+EXIT_INTERRUPTED = 130
+
+BINDINGS = ("threads", "gevent", "anyio", "trio")
+
+_codec = JsonCodec()
+log = logging.getLogger("tcpmsg.cli")
+
+
+class CliError(Exception):
+    """A failure reported as one line on stderr, with an exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- argument parsing ---------------------------------------------------------------
+
+
+def parse_value(text: str) -> Any:
+    """``text`` as JSON when it parses (NaN and Infinity do not), else as a string."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError:
+        return text
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json_option(text: str, option: str) -> Any:
+    """Strict JSON for options such as ``--metadata``: a clear error when it is not."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise CliError(f"{option} is not valid JSON ({exc}): {text!r}") from None
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` (``[::1]:3000`` for IPv6); the host defaults to localhost."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host = "localhost"
+    elif host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        host = "localhost"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise CliError(f"bad address {text!r}: expected [HOST:]PORT, e.g. 3000 or 127.0.0.1:3000") from None
+    if not 0 < port < 65536:
+        raise CliError(f"bad address {text!r}: port must be between 1 and 65535")
+    return host, port
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port < 65536:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535: {text!r}")
+    return port
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line and our usage exit status."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_tls(parser: argparse.ArgumentParser, server: bool) -> None:
+    group = parser.add_argument_group("TLS")
+    if server:
+        group.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate (chain)")
+        group.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert (if not in it)")
+        group.add_argument("--tls-ca", metavar="PEM", help="require client certificates signed by this CA (mutual TLS)")
+        group.add_argument("--insecure", action="store_true",
+                           help="with --tls-ca: ask for a client certificate but do not require one")
+    else:
+        group.add_argument("--tls-ca", metavar="PEM", help="use TLS; trust this CA (default: the system's)")
+        group.add_argument("--tls-cert", metavar="PEM", help="use TLS; present this client certificate (mutual TLS)")
+        group.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert (if not in it)")
+        group.add_argument("--insecure", action="store_true",
+                           help="use TLS without verifying the server's certificate or name")
+        group.add_argument("--server-name", metavar="NAME",
+                           help="name to verify in the server's certificate (default: HOST)")
+
+
+def _add_client_args(parser: argparse.ArgumentParser, *, data: bool = True, timeout: bool = True) -> None:
+    parser.add_argument("address", metavar="[HOST:]PORT", help="where the service listens (host defaults to localhost)")
+    parser.add_argument("pattern", metavar="PATTERN",
+                        help='the message pattern; JSON if it parses (\'{"cmd":"sum"}\', 42), else a string')
+    if data:
+        parser.add_argument("data", metavar="DATA", nargs="?", default="null",
+                            help="the payload; JSON if it parses, else a string (default: null)")
+    parser.add_argument("--metadata", metavar="JSON", help="metadata to attach (NestJS 12 reads it with ctx.getMetadata())")
+    if timeout:
+        parser.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+                            help="give up when no (final) reply came after this long (default: 30)")
+    parser.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                        help="give up connecting after this long (default: 10)")
+    _add_tls(parser, server=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = _Parser(
+        prog=PROG,
+        description="Talk to NestJS TCP microservices (frames <N>#<json>), serve a Python router, or watch a demo.",
+        epilog="Exit status: 0 ok, 1 the server answered with an error (its err as JSON on stderr), "
+        "2 bad arguments, 3 cannot connect / connection lost, 4 timeout, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("send", help="send a request and print its reply as JSON",
+                       description="Send a request; print the reply as JSON on stdout. On an error reply, "
+                       "print the remote err as JSON on stderr and exit 1.")
+    _add_client_args(p)
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("stream", help="send a request and print each streamed value as it arrives",
+                       description="Send a request; print each value of the (streamed) reply on its own line "
+                       "as JSON, as soon as it arrives.")
+    _add_client_args(p)
+    p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("emit", help="send an event (no reply)",
+                       description="Send an event (a packet without id: the server answers nothing).")
+    _add_client_args(p, timeout=False)
+    p.set_defaults(func=cmd_emit)
+
+    p = sub.add_parser("serve", help="serve a Router from a Python module",
+                       description="Serve a sansio_tcpmsg.Router found in a Python module until Ctrl-C or SIGTERM. "
+                       "Prints 'listening on HOST:PORT' on stdout once bound; logs connections and errors on stderr.")
+    p.add_argument("target", metavar="MODULE[:ROUTER]",
+                   help="module (dotted name, or a path to a .py file) and the router's name in it (default: router)")
+    p.add_argument("--host", default="localhost", help="interface to listen on (default: localhost)")
+    p.add_argument("--port", type=_port, default=3000, help="port to listen on; 0 picks a free one (default: 3000)")
+    p.add_argument("--binding", choices=BINDINGS, default="threads", help="the I/O binding to serve with (default: threads)")
+    p.add_argument("--max-connections", type=int, default=None, metavar="N", help="close connections over this many")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                   help="logging level on stderr (default: INFO)")
+    _add_tls(p, server=True)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="serve a built-in example service and call it, showing the frames",
+                       description="Serve a small example service on a free loopback port and send it real "
+                       "requests (a reply, a stream, an event, an error, a missing handler) through a relay that "
+                       "prints every byte each side writes.")
+    _add_tls(p, server=True)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _version() -> str:
+    from sansio_tcpmsg import __version__
+
+    return __version__
+
+
+# -- TLS ------------------------------------------------------------------------------
+
+
+def _tls_files(args: argparse.Namespace) -> None:
+    for option in ("tls_ca", "tls_cert", "tls_key"):
+        path = getattr(args, option, None)
+        if path is not None and not os.path.isfile(path):
+            raise CliError(f"--{option.replace('_', '-')}: no such file: {path}")
+
+
+def client_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The client's TLS context, or None when no TLS option was given."""
+    if not (args.tls_ca or args.tls_cert or args.tls_key or args.insecure):
+        return None
+    _tls_files(args)
+    if args.tls_key and not args.tls_cert:
+        raise CliError("--tls-key needs --tls-cert")
+    try:
+        context = ssl.create_default_context(cafile=args.tls_ca)
+        if args.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if args.tls_cert:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+    except (ssl.SSLError, OSError) as exc:
+        raise CliError(f"cannot load TLS files: {_oserror_text(exc)}") from None
+    return context
+
+
+def server_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server's TLS context, or None when no TLS option was given."""
+    if not (args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    _tls_files(args)
+    if not args.tls_cert:
+        raise CliError("serving TLS needs --tls-cert (and --tls-key unless the key is in it)")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_ca:
+            context.load_verify_locations(args.tls_ca)
+            context.verify_mode = ssl.CERT_OPTIONAL if args.insecure else ssl.CERT_REQUIRED
+    except (ssl.SSLError, OSError) as exc:
+        raise CliError(f"cannot load TLS files: {_oserror_text(exc)}") from None
+    return context
+
+
+def _oserror_text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__
+
+
+# -- client commands ------------------------------------------------------------------
+
+
+def _dumps(value: Any) -> str:
+    """A value as one line of JSON, as JavaScript would write it."""
+    try:
+        return _codec.dumps(value)
+    except TcpMsgError:
+        return json.dumps(value, ensure_ascii=False, default=repr)
+
+
+def _print(line: str, file: Any = None) -> None:
+    stream = sys.stdout if file is None else file
+    stream.write(line + "\n")
+    stream.flush()
+
+
+@contextmanager
+def _client(args: argparse.Namespace, timeout: float | None) -> Iterator[Any]:
+    import tcpmsg_threads
+
+    host, port = parse_address(args.address)
+    tls = client_tls(args)
+    kwargs: dict[str, Any] = {"tls": tls, "timeout": timeout, "connect_timeout": args.connect_timeout}
+    if tls is not None and args.server_name:
+        kwargs["server_hostname"] = args.server_name
+    client = tcpmsg_threads.connect(host, port, **kwargs)
+    try:
+        client.connect()
+    except (OSError, TcpMsgError) as exc:
+        raise CliError(f"cannot connect to {_host_port(host, port)}: {_oserror_text(exc)}", EXIT_CONNECTION) from None
+    try:
+        yield client
+    finally:
+        try:
+            client.close()
+        except Exception:  # closing must not hide what happened  # pragma: no cover
+            log.debug("error while closing the client", exc_info=True)
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _call_args(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    kwargs: dict[str, Any] = {}
+    if args.metadata is not None:
+        kwargs["metadata"] = parse_json_option(args.metadata, "--metadata")
+    data = parse_value(args.data)
+    return parse_value(args.pattern), data, kwargs
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    pattern, data, kwargs = _call_args(args)
+    with _client(args, args.timeout) as client, _calling(args):
+        value = client.send(pattern, data, **kwargs)
+    _print(_dumps(value))
+    return EXIT_OK
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    pattern, data, kwargs = _call_args(args)
+    with _client(args, args.timeout) as client, _calling(args):
+        for value in client.stream(pattern, data, **kwargs):
+            _print(_dumps(value))
+    return EXIT_OK
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    pattern, data, kwargs = _call_args(args)
+    with _client(args, None) as client, _calling(args):
+        client.emit(pattern, data, **kwargs)
+    return EXIT_OK
+
+
+class RemoteFailure(Exception):
+    """The server answered with ``err``; printed as JSON on stderr, exit status 1."""
+
+    def __init__(self, error: Any) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+@contextmanager
+def _calling(args: argparse.Namespace) -> Iterator[None]:
+    """Turn what a call raises into a one-line failure with its exit status."""
+    try:
+        yield
+    except RemoteError as exc:
+        raise RemoteFailure(exc.error) from None
+    except TimeoutError:
+        timeout = getattr(args, "timeout", None)
+        raise CliError(f"no reply within {timeout:g} s" if timeout else "timed out", EXIT_TIMEOUT) from None
+    except ConnectionClosedError as exc:
+        raise CliError(f"connection lost: {exc}" if str(exc) else "connection lost", EXIT_CONNECTION) from None
+    except LocalProtocolError as exc:
+        raise CliError(f"cannot send that: {exc}") from None
+    except TcpMsgError as exc:
+        raise CliError(f"{type(exc).__name__}: {exc}", EXIT_CONNECTION) from None
+    except OSError as exc:
+        raise CliError(f"connection failed: {_oserror_text(exc)}", EXIT_CONNECTION) from None
+
+
+# -- serve ----------------------------------------------------------------------------
+
+
+def load_router(target: str) -> Router:
+    """The Router named by ``MODULE[:ROUTER]``; MODULE may be a path to a .py file."""
+    module_name, _, attr = target.partition(":")
+    attr = attr or "router"
+    if not module_name:
+        raise CliError(f"bad target {target!r}: expected MODULE[:ROUTER], e.g. myapp.service:router")
+    if module_name.endswith(".py") or os.sep in module_name:
+        path = Path(module_name)
+        if not path.is_file():
+            raise CliError(f"no such file: {module_name}")
+        sys.path.insert(0, str(path.resolve().parent))
+        module_name = path.stem
+    else:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise CliError(f"cannot import {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise CliError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if callable(obj) and not isinstance(obj, Router):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise CliError(f"calling {target} failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(obj, Router):
+        raise CliError(f"{target} is a {type(obj).__name__}, not a sansio_tcpmsg.Router")
+    return obj
+
+
+def _import_binding(name: str) -> Any:
+    module = {"threads": "tcpmsg_threads", "gevent": "tcpmsg_gevent", "anyio": "tcpmsg_anyio", "trio": "tcpmsg_anyio"}[name]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        extra = {"threads": "", "gevent": "gevent", "anyio": "anyio", "trio": "trio"}[name]
+        hint = f" (pip install 'sansio-tcpmsg[{extra}]')" if extra else ""
+        raise CliError(f"the {name} binding is not available: {exc}{hint}") from None
+
+
+def _listening(host: str, port: int, routes: list[str]) -> None:
+    # The first line on stdout, so that scripts and tests can read the bound port.
+    _print(f"listening on {_host_port(host, port)}")
+    log.info("serving %d route(s): %s", len(routes), ", ".join(routes) or "(none)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    router = load_router(args.target)
+    tls = server_tls(args)
+    limits = Limits(max_connections=args.max_connections) if args.max_connections else None
+    binding = _import_binding(args.binding)
+    kwargs: dict[str, Any] = {"tls": tls, "limits": limits}
+    try:
+        if args.binding == "threads":
+            _serve_threads(binding, router, args, kwargs)
+        elif args.binding == "gevent":
+            _serve_gevent(binding, router, args, kwargs)
+        else:
+            import anyio
+
+            backend = "trio" if args.binding == "trio" else "asyncio"
+            anyio.run(_serve_anyio, binding, router, args, kwargs, backend=backend)
+    except OSError as exc:
+        raise CliError(f"cannot serve on {_host_port(args.host, args.port)}: {_oserror_text(exc)}", EXIT_CONNECTION) from None
+    log.info("stopped")
+    return EXIT_OK
+
+
+def _serve_threads(binding: Any, router: Router, args: argparse.Namespace, kwargs: dict[str, Any]) -> None:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with binding.serve(router, args.host, args.port, **kwargs) as server:
+            _listening(server.host, server.port, router.routes)
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _serve_gevent(binding: Any, router: Router, args: argparse.Namespace, kwargs: dict[str, Any]) -> None:
+    gevent: Any = importlib.import_module("gevent")
+    gevent_event: Any = importlib.import_module("gevent.event")
+    stop = gevent_event.Event()
+
+    def on_signal(signum: int) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    handlers = [gevent.signal_handler(sig, on_signal, sig) for sig in (signal.SIGINT, signal.SIGTERM)]
+    try:
+        with binding.serve(router, args.host, args.port, **kwargs) as server:
+            _listening(server.host, server.port, router.routes)
+            stop.wait()
+    finally:
+        for handler in handlers:
+            handler.cancel()
+
+
+async def _serve_anyio(binding: Any, router: Router, args: argparse.Namespace, kwargs: dict[str, Any]) -> None:
+    import anyio
+
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with binding.serve(router, args.host, args.port, **kwargs) as server:
+            _listening(server.host, server.port, router.routes)
+            async for signum in signals:
+                log.info("%s received, stopping", signal.Signals(signum).name)
+                break
+
+
+# -- demo -----------------------------------------------------------------------------
+
+_demo_event_seen = threading.Event()
+
+
+def example_router() -> Router:
+    """The demo's service: ``{"cmd":"sum"}``, ``echo``, ``count`` (streams),
+    ``fail`` (an application error) and the ``log`` event.
+
+    Serve it with ``tcpmsg serve tcpmsg_threads.cli:example_router``.
+    """
+    router = Router()
+
+    @router.message({"cmd": "sum"})
+    def add(numbers: list[float]) -> float:
+        return sum(numbers)
+
+    @router.message("echo")
+    def echo(data: Any, ctx: Any) -> Any:
+        return data
+
+    @router.message("count")
+    def count(n: int) -> Iterator[int]:
+        for i in range(int(n)):
+            yield i
+
+    @router.message("fail")
+    def fail(data: Any) -> None:
+        raise RpcError({"status": "error", "message": f"cannot do {data!r}", "code": 422})
+
+    @router.event("log")
+    def log_event(data: Any, ctx: Any) -> None:
+        _print(f"    [server] event handler for 'log' ran with {_dumps(data)}")
+        _demo_event_seen.set()
+
+    return router
+
+
+class _Relay:
+    """A loopback TCP relay that prints every chunk each side writes, then forwards it."""
+
+    def __init__(self, target: tuple[str, int], encrypted: bool) -> None:
+        self.target = target
+        self.encrypted = encrypted
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._sockets: list[socket.socket] = []
+        self._closed = False
+        self._spawn(self._accept)
+
+    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                downstream.close()
+                continue
+            self._sockets += [downstream, upstream]
+            self._spawn(self._pipe, downstream, upstream, "client -> server")
+            self._spawn(self._pipe, upstream, downstream, "server -> client")
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, label: str) -> None:
+        try:
+            while True:
+                chunk = src.recv(65536)
+                if not chunk:
+                    break
+                self._show(label, chunk)
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def _show(self, label: str, chunk: bytes) -> None:
+        if self.encrypted:
+            text = f"({len(chunk)} bytes of TLS records)"
+        else:
+            text = chunk.decode("utf-8", "backslashreplace")
+        with self._lock:
+            if not self._closed:
+                _print(f"    {label}  {text}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self.listener.close()
+        for sock in self._sockets:
+            sock.close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import tcpmsg_threads
+
+    server_context = server_tls(args)
+    client_context: ssl.SSLContext | None = None
+    if server_context is not None:
+        client_context = ssl.create_default_context(cafile=args.tls_ca)
+        client_context.check_hostname = False
+        client_context.verify_mode = ssl.CERT_NONE  # the demo's own throwaway server
+        if args.tls_ca:
+            client_context.load_cert_chain(args.tls_cert, args.tls_key)
+    router = example_router()
+    _demo_event_seen.clear()
+    failures = 0
+    with tcpmsg_threads.serve(router, "127.0.0.1", 0, tls=server_context) as server:
+        relay = _Relay(("127.0.0.1", server.port), encrypted=server_context is not None)
+        try:
+            _print(f"tcpmsg demo: the example service listens on 127.0.0.1:{server.port};")
+            _print(f"the client talks to it through a relay on 127.0.0.1:{relay.port} that prints each write.")
+            _print("Frames are <N>#<json>, N = the JSON text's length in UTF-16 code units.")
+            with tcpmsg_threads.connect("127.0.0.1", relay.port, tls=client_context, timeout=10.0) as client:
+                _print("")
+                _print('1. a request with one reply: send({"cmd": "sum"}, [1, 2, 3])')
+                _print(f"    reply: {_dumps(client.send({'cmd': 'sum'}, [1, 2, 3]))}")
+
+                _print("")
+                _print('2. a streamed reply: stream("count", 3)')
+                for value in client.stream("count", 3):
+                    _print(f"    stream item: {_dumps(value)}")
+                _print("    stream ended")
+
+                _print("")
+                _print('3. an event, no reply: emit("log", "hello")')
+                client.emit("log", "hello")
+                if not _demo_event_seen.wait(10):
+                    _print("    the event handler did not run within 10 s")
+                    failures += 1
+
+                _print("")
+                _print('4. an application error: send("fail", "divide by zero")')
+                try:
+                    client.send("fail", "divide by zero")
+                    _print("    unexpected: a reply")
+                    failures += 1
+                except RemoteError as exc:
+                    _print(f"    RemoteError, err = {_dumps(exc.error)}")
+
+                _print("")
+                _print('5. a pattern nobody handles: send("nope", 1)')
+                try:
+                    client.send("nope", 1)
+                    _print("    unexpected: a reply")
+                    failures += 1
+                except RemoteError as exc:
+                    _print(f"    {type(exc).__name__}, err = {_dumps(exc.error)}")
+        finally:
+            time.sleep(0.05)  # let the relay print the last bytes before it closes
+            relay.close()
+    _print("")
+    _print("done." if not failures else f"{failures} step(s) went wrong.")
+    return EXIT_OK if not failures else EXIT_REMOTE
+
+
+# -- entry point ----------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (the console script exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except CliError as exc:
+        _print(f"{PROG}: error: {exc}", sys.stderr)
+        return exc.status
+    except RemoteFailure as exc:
+        _print(_dumps(exc.error), sys.stderr)
+        return EXIT_REMOTE
+    except KeyboardInterrupt:
+        _print(f"{PROG}: interrupted", sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout went away (e.g. piped into head): nothing more to say.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep the interpreter's flush quiet
+        except OSError:  # pragma: no cover
+            pass
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
