@@ -50,8 +50,6 @@ class Connection(ABC):
                 except ValueError:
                     raise FrameError(f"invalid JSON in frame: {text[:80]!r}") from None
                 self._handle_packet({} if obj is None else obj)
-                if self.closed:
-                    return
         except RemoteProtocolError as exc:
             self._fail(exc)
             return

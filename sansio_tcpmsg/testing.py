@@ -22,9 +22,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .client import ClientConnection
-from .errors import ConnectionClosedError, NoHandlerError, RemoteError
+from .errors import NoHandlerError, RemoteError
 from .events import (
-    ConnectionClosed,
     Event,
     EventReceived,
     RemoteErrorReceived,
@@ -135,7 +134,8 @@ class TestClient:
         for event in self.pair.to_server():
             if isinstance(event, RequestReceived):
                 run_handler(self.pair.server, event)
-            elif isinstance(event, EventReceived):
+            else:
+                assert isinstance(event, EventReceived)  # a well-formed client sends nothing else
                 for handler in event.handlers:
                     _finish(handler(event.data, event.context))
         return self.pair.to_client()
@@ -163,7 +163,5 @@ def _outcome(events: list[Event]) -> list[Any]:
             values.append(event.value)
         elif isinstance(event, RemoteErrorReceived):
             raise (NoHandlerError if event.no_handler else RemoteError)(event.error)
-        elif isinstance(event, ConnectionClosed):
-            raise ConnectionClosedError(str(event.error))
     return values
 

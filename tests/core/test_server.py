@@ -1,0 +1,132 @@
+"""The server connection: requests and events routed, replies by NestJS's rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sansio_tcpmsg import Router, RpcError, ServerConnection
+from sansio_tcpmsg.errors import LocalProtocolError, UnserializableError
+from sansio_tcpmsg.events import ConnectionClosed, EventReceived, PacketDropped, RequestReceived
+from sansio_tcpmsg.framing import encode_frame
+
+
+def make_router() -> Router:
+    router = Router()
+
+    @router.message("echo")
+    def echo(data: Any, ctx: Any) -> Any:
+        return data
+
+    @router.event("note")
+    def first(data: Any) -> None:
+        pass
+
+    @router.event("note")
+    def second(data: Any, ctx: Any) -> None:
+        pass
+
+    return router
+
+
+def request(conn: ServerConnection, text: str) -> list[Any]:
+    conn.receive_data(encode_frame(text), 0.0)
+    return conn.events_received()
+
+
+def test_request_event_carries_handler_and_context() -> None:
+    conn = ServerConnection(make_router(), peer=("127.0.0.1", 5))
+    [event] = request(conn, '{"pattern":"\\"echo\\"","data":1,"metadata":{"t":1},"id":"x"}')
+    assert isinstance(event, RequestReceived)
+    assert event.context.route == "echo" and event.context.metadata == {"t": 1}
+    assert event.context.peer == ("127.0.0.1", 5) and event.context.pattern == '"echo"'
+    assert conn.in_flight == 1
+    conn.respond(event.request_id, event.handler(event.data, event.context))
+    assert conn.data_to_send() == encode_frame('{"response":1,"isDisposed":true,"id":"x"}')
+    assert conn.in_flight == 0
+
+
+def test_events_get_every_handler_in_order() -> None:
+    router = make_router()
+    conn = ServerConnection(router)
+    [event] = request(conn, '{"pattern":"note","data":1}')
+    assert isinstance(event, EventReceived) and len(event.handlers) == 2
+    [event] = request(conn, '{"pattern":"other","data":1}')
+    assert isinstance(event, EventReceived) and event.handlers == ()
+    assert conn.data_to_send() == b""
+
+
+def test_no_handler_is_answered_by_the_core() -> None:
+    conn = ServerConnection(make_router())
+    assert request(conn, '{"pattern":"nope","data":1,"id":null}') == []
+    assert conn.data_to_send() == encode_frame(
+        '{"id":null,"status":"error","err":"There is no matching message handler defined in the remote service."}'
+    )
+
+
+@pytest.mark.parametrize("text", ['{"id":"x"}', "[1]", "5", '"s"'])
+def test_non_packets_are_dropped(text: str) -> None:
+    conn = ServerConnection(make_router())
+    [event] = request(conn, text)
+    assert isinstance(event, PacketDropped)
+
+
+def test_streams_and_errors() -> None:
+    conn = ServerConnection(make_router())
+    ids = [e.request_id for e in request(conn, '{"pattern":"echo","data":1,"id":"a"}{"x":0}'[:36])]
+    ids += [e.request_id for e in request(conn, '{"pattern":"echo","data":1,"id":"b"}')]
+    ids += [e.request_id for e in request(conn, '{"pattern":"echo","data":1,"id":"c"}')]
+    a, b, c = ids
+    conn.send_item(a, 1)
+    conn.end_stream(a)
+    conn.fail(b, RpcError("text"))
+    conn.fail(c, KeyError("secret"))
+    assert conn.data_to_send() == b"".join(
+        encode_frame(t)
+        for t in (
+            '{"response":1,"id":"a"}',
+            '{"isDisposed":true,"id":"a"}',
+            '{"err":{"status":"error","message":"text"},"isDisposed":true,"id":"b"}',
+            '{"err":{"status":"error","message":"Internal server error"},"isDisposed":true,"id":"c"}',
+        )
+    )
+    with pytest.raises(LocalProtocolError):
+        conn.respond(a, 1)
+
+
+def test_rpc_error_payload_shapes() -> None:
+    conn = ServerConnection(make_router())
+    for payload, err in [({"c": 1}, '{"c":1}'), ([1], "[1]"), (7, '{"status":"error","message":7}')]:
+        [event] = request(conn, '{"pattern":"echo","data":1,"id":"a"}')
+        conn.fail(event.request_id, RpcError(payload))
+        assert conn.data_to_send() == encode_frame(f'{{"err":{err},"isDisposed":true,"id":"a"}}')
+
+
+def test_unserializable_reply_raises_and_fail_answers() -> None:
+    conn = ServerConnection(make_router())
+    [event] = request(conn, '{"pattern":"echo","data":1,"id":"a"}')
+    with pytest.raises(UnserializableError):
+        conn.respond(event.request_id, {"x": float("inf")})
+    with pytest.raises(UnserializableError):
+        conn.send_item(event.request_id, object())
+    assert conn.in_flight == 1 and conn.data_to_send() == b""
+    conn.fail(event.request_id, RpcError({"x": float("nan")}))  # even the error cannot travel
+    assert conn.data_to_send() == encode_frame(
+        '{"err":{"status":"error","message":"Internal server error"},"isDisposed":true,"id":"a"}'
+    )
+
+
+def test_replies_after_close_are_dropped() -> None:
+    conn = ServerConnection(make_router())
+    [event] = request(conn, '{"pattern":"echo","data":1,"id":"a"}')
+    conn.receive_eof()
+    assert conn.events_received() == [ConnectionClosed(None, ())]
+    conn.respond(event.request_id, 1)
+    assert conn.data_to_send() == b"" and conn.in_flight == 0
+
+
+def test_null_json_is_an_empty_object() -> None:
+    conn = ServerConnection(make_router())
+    [event] = request(conn, "null")
+    assert isinstance(event, PacketDropped) and event.packet == {}
