@@ -6,6 +6,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
+from .connection import Connection
 from .errors import ConnectionClosedError, PatternError
 from .events import (
     PacketDropped,
@@ -15,7 +16,6 @@ from .events import (
     StreamEnded,
     StreamItemReceived,
 )
-from .connection import Connection
 from .packets import ReplyKind, parse_reply
 from .patterns import normalize_pattern
 

@@ -1,0 +1,72 @@
+"""One session per binding, plus the core, typing, lint, interop, docs and bench.
+
+`nox` runs every default session; `nox -s conformance` runs the suite on every binding.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["core", "typing", "lint", "conformance", "interop", "docs"]
+
+TEST = ".[all,test]"
+BINDINGS = ["threads", "gevent", "anyio-asyncio", "anyio-trio"]
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """The Sans-IO core, no sockets: 100% branch coverage enforced."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest", "tests/core", "-p", "no:cacheprovider",
+        "--cov=sansio_tcpmsg", "--cov-branch", "--cov-report=term-missing", "--cov-fail-under=100",
+        *session.posargs,
+    )
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """mypy --strict on the core and every binding."""
+    session.install("-e", TEST, "mypy")
+    session.run("mypy", "--strict", "sansio_tcpmsg", "bindings/tcpmsg_anyio", "bindings/tcpmsg_gevent",
+                "bindings/tcpmsg_threads")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff on everything."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+@nox.parametrize("binding", BINDINGS)
+def conformance(session: nox.Session, binding: str) -> None:
+    """The one conformance suite, on one binding, against itself and the others."""
+    session.install("-e", TEST)
+    session.run("pytest", "tests/conformance", "-p", "no:cacheprovider", *session.posargs,
+                env={"TCPMSG_BINDING": binding})
+
+
+@nox.session
+def interop(session: nox.Session) -> None:
+    """Against real NestJS 10, 11 and 12, installed with npm ci into a cache."""
+    session.install("-e", TEST)
+    session.run("pytest", "tests/interop", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Every docs sample, every example, and the tcpmsg command, run for real."""
+    session.install("-e", TEST)
+    session.run("pytest", "tests/docs", "tests/examples", "tests/cli", "-p", "no:cacheprovider",
+                *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks side by side with NestJS (not a test: writes bench/results/)."""
+    session.install("-e", ".[all]", "uvloop")
+    session.run("python", "bench/run.py", *session.posargs)
