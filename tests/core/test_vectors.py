@@ -182,7 +182,8 @@ def test_older_majors_write_the_same_frames(major: int) -> None:
         if case["call"]["op"] == "emit":
             assert theirs["frame_text"] == case["frame_text"], case["case"]
         else:
-            for mine, other in zip(case.get("packets") or [case["packet"]], theirs.get("packets") or [theirs["packet"]]):
+            mine_all = case.get("packets") or [case["packet"]]
+            for mine, other in zip(mine_all, theirs.get("packets") or [theirs["packet"]], strict=True):
                 assert (other["pattern"], other["data"]) == (mine["pattern"], mine["data"]), case["case"]
         compared += 1
     assert compared >= 20
