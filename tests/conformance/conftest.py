@@ -1,0 +1,219 @@
+"""Fixtures for the conformance suite: one binding per session, chosen by TCPMSG_BINDING.
+
+    TCPMSG_BINDING=threads|gevent|anyio-asyncio|anyio-trio python -m pytest tests/conformance
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import select
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import tcpmsg_facade
+from tcpmsg_facade import HOST
+
+BINDING_NAME = os.environ.get("TCPMSG_BINDING", "threads")
+HERE = Path(__file__).resolve().parent
+DEFAULT_TIMEOUT = 30
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT))
+
+
+def pytest_report_header(config):
+    return f"tcpmsg conformance binding: {BINDING_NAME}"
+
+
+@pytest.fixture(scope="session")
+def binding():
+    if BINDING_NAME not in tcpmsg_facade.BINDINGS:
+        raise pytest.UsageError(f"TCPMSG_BINDING must be one of {tcpmsg_facade.BINDINGS}")
+    why = tcpmsg_facade.available(BINDING_NAME)
+    if why:
+        pytest.skip(why)
+    b = tcpmsg_facade.make_binding(BINDING_NAME)
+    yield b
+    b.shutdown()
+
+
+@pytest.fixture
+def server(binding):
+    with binding.serve() as s:
+        yield s
+
+
+@pytest.fixture
+def client(binding, server):
+    with binding.connect(server.port) as c:
+        yield c
+
+
+# ---------------------------------------------------------------------------------------
+# out-of-process servers
+
+
+class ServerProcess:
+    def __init__(self, name: str, port: int = 0, extra: list[str] | None = None, stderr_path: Path | None = None):
+        self.name = name
+        self.extra = extra or []
+        self.stderr_path = stderr_path
+        self.proc: subprocess.Popen | None = None
+        self.port = port
+        self.start(port)
+
+    def start(self, port: int | None = None) -> None:
+        port = self.port if port is None else port
+        env = dict(os.environ, PYTHONPATH=tcpmsg_facade.pythonpath())
+        err = open(self.stderr_path, "ab") if self.stderr_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", str(HERE / "serve_router.py"), "--binding", self.name, "--port", str(port), *self.extra],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+        )
+        if err is not subprocess.DEVNULL:
+            err.close()
+        deadline = time.monotonic() + 15
+        line = b""
+        fd = self.proc.stdout.fileno()
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.05)
+            if r:
+                ch = os.read(fd, 1)
+                if not ch:
+                    break
+                line += ch
+                if ch == b"\n":
+                    break
+            elif self.proc.poll() is not None:
+                break
+        if not line.startswith(b"PORT "):
+            self.kill()
+            detail = self.stderr_path.read_text(errors="replace")[-2000:] if self.stderr_path else ""
+            raise RuntimeError(f"{self.name} server process did not start (got {line!r}) {detail}")
+        self.port = int(line.split()[1])
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start(self.port)
+
+
+@pytest.fixture
+def server_process(tmp_path):
+    """Factory: ``server_process(binding_name, port=0, extra=[...])`` -> ServerProcess."""
+    started: list[ServerProcess] = []
+
+    def make(name: str = BINDING_NAME, port: int = 0, extra: list[str] | None = None) -> ServerProcess:
+        why = tcpmsg_facade.available(name)
+        if why:
+            pytest.skip(why)
+        p = ServerProcess(name, port, extra, tmp_path / f"server-{name}-{len(started)}.log")
+        started.append(p)
+        return p
+
+    yield make
+    for p in started:
+        p.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------
+# TLS material made by the test itself (``cryptography``)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    d = tmp_path_factory.mktemp("certs")
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write(stem: str, cert, key) -> None:
+        (d / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (d / f"{stem}.key").write_bytes(
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+
+    def make_ca(cn: str):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder().subject_name(name(cn)).issuer_name(name(cn)).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        return cert, key
+
+    def leaf(ca_cert, ca_key, cn: str, sans: list, usage):
+        key = ec.generate_private_key(ec.SECP256R1())
+        b = (
+            x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca_cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        )
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        return b.sign(ca_key, hashes.SHA256()), key
+
+    ca_cert, ca_key = make_ca("tcpmsg conformance CA")
+    write("ca", ca_cert, ca_key)
+    # The server certificate names "localhost" only: 127.0.0.1 must be reached by that name.
+    write("server", *leaf(ca_cert, ca_key, "localhost", [x509.DNSName("localhost")], ExtendedKeyUsageOID.SERVER_AUTH))
+    write("client", *leaf(ca_cert, ca_key, "conformance client", [], ExtendedKeyUsageOID.CLIENT_AUTH))
+    other_cert, other_key = make_ca("some other CA")
+    write("otherca", other_cert, other_key)
+    write("intruder", *leaf(other_cert, other_key, "intruder", [], ExtendedKeyUsageOID.CLIENT_AUTH))
+    return d
+
+
+def server_ctx(certs: Path, mtls: bool = False) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certs / "server.pem", certs / "server.key")
+    if mtls:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(certs / "ca.pem")
+    return ctx
+
+
+def client_ctx(certs: Path, cert: str | None = None, ca: str = "ca") -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(certs / f"{ca}.pem"))
+    if cert:
+        ctx.load_cert_chain(certs / f"{cert}.pem", certs / f"{cert}.key")
+    return ctx

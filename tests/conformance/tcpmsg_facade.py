@@ -1,0 +1,562 @@
+"""A small sync facade over every binding, so one test body serves them all.
+
+``make_binding(name)`` gives a ``Binding`` with:
+
+- ``connect(port, **kw)``: context manager -> ``Client`` with sync ``send / stream / emit
+  / status / close / connect / concurrent_sends`` and ``statuses`` (every status reported
+  through ``on_status``);
+- ``client(port, **kw)``: the same ``Client`` not yet connected (explicit
+  ``connect()`` / ``close()``);
+- ``serve(router=None, **kw)``: context manager -> ``Server`` with ``.port`` and
+  ``.close(grace)``;
+- ``router()``: the suite's router adapted to the binding's handler style;
+- ``sleep(s)``: a wait that lets this binding's own machinery run (``gevent.sleep`` on
+  gevent, where the client's reader lives in the test thread's hub);
+- ``spawn(fn, *args)``: run a call in the background (a thread; a greenlet on gevent);
+  ``.result(timeout)`` waits for it;
+- ``live_count()``: threads + greenlets / tasks, for "nothing left running".
+
+Bindings: anyio-asyncio and anyio-trio wrap ``tcpmsg_anyio`` with a blocking portal;
+gevent runs in-process servers in their own OS thread with their own hub (so a blocking
+test body never starves them); threads is called directly.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import functools
+import gc
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+for _p in (str(HERE), str(ROOT / "bindings"), str(ROOT)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import conformance_router  # noqa: E402
+from conformance_router import Sleep  # noqa: E402
+
+BINDINGS = ("anyio-asyncio", "anyio-trio", "gevent", "threads")
+MODULES = {
+    "anyio-asyncio": "tcpmsg_anyio",
+    "anyio-trio": "tcpmsg_anyio",
+    "gevent": "tcpmsg_gevent",
+    "threads": "tcpmsg_threads",
+}
+HOST = "127.0.0.1"
+
+
+def pythonpath() -> str:
+    parts = [str(HERE), str(ROOT / "bindings"), str(ROOT)]
+    if os.environ.get("PYTHONPATH"):
+        parts.append(os.environ["PYTHONPATH"])
+    return os.pathsep.join(parts)
+
+
+def available(name: str) -> str | None:
+    """None if the binding can run here, else why not."""
+    mod = MODULES[name]
+    if importlib.util.find_spec(mod) is None:
+        return f"binding {mod} not present (not landed yet)"
+    needs = {"anyio-asyncio": ["anyio"], "anyio-trio": ["anyio", "trio"], "gevent": ["gevent"]}
+    for dep in needs.get(name, []):
+        if importlib.util.find_spec(dep) is None:
+            return f"{dep} not installed"
+    try:
+        importlib.import_module(mod)
+    except Exception as exc:  # pragma: no cover - reported as skip reason
+        return f"binding {mod} does not import: {exc!r}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# background calls
+
+
+class _ThreadCall:
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        self._future: cf.Future[Any] = cf.Future()
+
+        def run() -> None:
+            try:
+                self._future.set_result(fn(*args, **kw))
+            except BaseException as exc:
+                self._future.set_exception(exc)
+
+        self.thread = threading.Thread(target=run, daemon=True, name="conformance-call")
+        self.thread.start()
+
+    def result(self, timeout: float) -> Any:
+        return self._future.result(timeout)
+
+    def done(self) -> bool:
+        return self._future.done()
+
+
+class _GreenletCall:
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> None:
+        import gevent
+
+        self._g = gevent.spawn(fn, *args, **kw)
+
+    def result(self, timeout: float) -> Any:
+        import gevent
+
+        try:
+            return self._g.get(timeout=timeout)
+        except gevent.Timeout:
+            raise cf.TimeoutError(f"greenlet call still running after {timeout} s") from None
+
+    def done(self) -> bool:
+        return self._g.ready()
+
+
+# ---------------------------------------------------------------------------------------
+# clients
+
+
+class Client:
+    """Sync facade for a sync binding's client (threads, gevent): pass-through."""
+
+    def __init__(self, binding: "Binding", client: Any, statuses: list[Any]) -> None:
+        self.binding = binding
+        self.raw = client
+        self.statuses = statuses
+
+    def send(self, pattern: Any, data: Any, **kw: Any) -> Any:
+        return self.raw.send(pattern, data, **kw)
+
+    def stream(self, pattern: Any, data: Any, **kw: Any) -> Iterator[Any]:
+        return iter(self.raw.stream(pattern, data, **kw))
+
+    def emit(self, pattern: Any, data: Any, **kw: Any) -> None:
+        self.raw.emit(pattern, data, **kw)
+
+    @property
+    def status(self) -> Any:
+        return self.raw.status
+
+    def connect(self) -> None:
+        self.raw.connect()
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def concurrent_sends(self, calls: list[tuple[Any, Any, dict]], timeout: float = 30) -> list[tuple[str, Any]]:
+        """Run every (pattern, data, kw) at once; [("ok", value) | ("err", exc)] in order."""
+
+        def one(call: tuple[Any, Any, dict]) -> tuple[str, Any]:
+            pattern, data, kw = call
+            try:
+                return ("ok", self.send(pattern, data, **kw))
+            except Exception as exc:
+                return ("err", exc)
+
+        if self.binding.name == "gevent":
+            import gevent
+
+            greenlets = [gevent.spawn(one, c) for c in calls]
+            gevent.joinall(greenlets, timeout=timeout)
+            return [g.value if g.ready() else ("err", cf.TimeoutError("not done")) for g in greenlets]
+        with cf.ThreadPoolExecutor(max_workers=min(50, len(calls))) as pool:
+            futures = [pool.submit(one, c) for c in calls]
+            return [f.result(timeout) for f in futures]
+
+
+class AnyioClient(Client):
+    """Sync facade for an anyio client, through a blocking portal."""
+
+    def __init__(self, binding: "AnyioBinding", client: Any, statuses: list[Any]) -> None:
+        super().__init__(binding, client, statuses)
+        self.portal = binding.portal
+
+    def send(self, pattern: Any, data: Any, **kw: Any) -> Any:
+        return self.portal.call(functools.partial(self.raw.send, pattern, data, **kw))
+
+    def stream(self, pattern: Any, data: Any, **kw: Any) -> Iterator[Any]:
+        portal = self.portal
+        raw = self.raw
+
+        async def start() -> Any:
+            return raw.stream(pattern, data, **kw).__aiter__()
+
+        def gen() -> Iterator[Any]:
+            ait = portal.call(start)
+
+            async def nxt() -> Any:
+                return await ait.__anext__()
+
+            finished = False
+            try:
+                while True:
+                    try:
+                        value = portal.call(nxt)
+                    except StopAsyncIteration:
+                        finished = True
+                        return
+                    yield value
+            except BaseException:
+                finished = finished or False
+                raise
+            finally:
+                # An early ``break`` in ``async for`` inside ``aclosing`` / a task is what
+                # finalizes an async iterator; do the same when the sync loop stops early.
+                aclose = getattr(ait, "aclose", None)
+                if not finished and aclose is not None:
+                    with contextlib.suppress(Exception):
+                        portal.call(aclose)
+
+        return gen()
+
+    def emit(self, pattern: Any, data: Any, **kw: Any) -> None:
+        self.portal.call(functools.partial(self.raw.emit, pattern, data, **kw))
+
+    def connect(self) -> None:
+        self.portal.call(self.raw.connect)
+
+    def close(self) -> None:
+        self.portal.call(self.raw.aclose)
+
+    def concurrent_sends(self, calls: list[tuple[Any, Any, dict]], timeout: float = 30) -> list[tuple[str, Any]]:
+        import anyio
+
+        raw = self.raw
+
+        async def main() -> list[tuple[str, Any]]:
+            results: list[Any] = [("err", cf.TimeoutError("not done"))] * len(calls)
+
+            async def one(i: int, pattern: Any, data: Any, kw: dict) -> None:
+                try:
+                    results[i] = ("ok", await raw.send(pattern, data, **kw))
+                except Exception as exc:
+                    results[i] = ("err", exc)
+
+            with anyio.move_on_after(timeout):
+                async with anyio.create_task_group() as tg:
+                    for i, (p, d, kw) in enumerate(calls):
+                        tg.start_soon(one, i, p, d, kw)
+            return results
+
+        return self.portal.call(main)
+
+
+# ---------------------------------------------------------------------------------------
+# servers
+
+
+class Server:
+    def __init__(self, raw: Any, close: Callable[[float | None], None]) -> None:
+        self.raw = raw
+        self._close = close
+
+    @property
+    def port(self) -> int:
+        return self.raw.port
+
+    @property
+    def host(self) -> Any:
+        return self.raw.host
+
+    def close(self, grace: float | None = None) -> None:
+        self._close(grace)
+
+
+# ---------------------------------------------------------------------------------------
+# bindings
+
+
+class Binding:
+    name: str
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.mod = importlib.import_module(MODULES[name])
+        self._router: Any = None
+
+    # handlers -------------------------------------------------------------------------
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def handler_sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def adapt_message(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        sleep = self.handler_sleep
+
+        def handler(data: Any, ctx: Any) -> Any:
+            r = fn(data, ctx)
+            if not inspect.isgenerator(r):
+                return r
+            while True:
+                try:
+                    cmd = next(r)
+                except StopIteration as stop:
+                    return stop.value
+                sleep(cmd.seconds)
+
+        handler.__name__ = handler.__qualname__ = fn.__name__
+        return handler
+
+    def adapt_stream(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        sleep = self.handler_sleep
+
+        def handler(data: Any, ctx: Any) -> Any:
+            for item in fn(data, ctx):
+                if isinstance(item, Sleep):
+                    sleep(item.seconds)
+                else:
+                    yield item
+
+        handler.__name__ = handler.__qualname__ = fn.__name__
+        return handler
+
+    def router(self) -> Any:
+        if self._router is None:
+            self._router = conformance_router.build_router(self.adapt_message, self.adapt_stream)
+        return self._router
+
+    # background -------------------------------------------------------------------------
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return _ThreadCall(fn, *args, **kw)
+
+    def wait_until(self, predicate: Callable[[], Any], timeout: float = 5.0, step: float = 0.02) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                return value
+            self.sleep(step)
+
+    def live_count(self) -> int:
+        return threading.active_count()
+
+    # clients ----------------------------------------------------------------------------
+
+    def _client_kwargs(self, port: int, kw: dict) -> tuple[list[Any], dict]:
+        statuses: list[Any] = []
+        kw = dict(kw)
+        user_cb = kw.pop("on_status", None)
+
+        def on_status(status: Any) -> None:
+            statuses.append(status)
+            if user_cb is not None:
+                user_cb(status)
+
+        kw.setdefault("host", HOST)
+        kw["port"] = port
+        kw["on_status"] = on_status
+        return statuses, kw
+
+    def client(self, port: int, **kw: Any) -> Client:
+        statuses, kw = self._client_kwargs(port, kw)
+        return Client(self, self.mod.connect(**kw), statuses)
+
+    @contextlib.contextmanager
+    def connect(self, port: int, **kw: Any) -> Iterator[Client]:
+        statuses, kw = self._client_kwargs(port, kw)
+        with self.mod.connect(**kw) as raw:
+            yield Client(self, raw, statuses)
+
+    # servers ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def serve(self, router: Any = None, **kw: Any) -> Iterator[Server]:
+        kw.setdefault("host", HOST)
+        kw.setdefault("port", 0)
+        with self.mod.serve(router or self.router(), **kw) as raw:
+            yield Server(raw, lambda grace: raw.close(grace=grace))
+
+    def shutdown(self) -> None:
+        pass
+
+
+class GeventBinding(Binding):
+    def sleep(self, seconds: float) -> None:
+        import gevent
+
+        gevent.sleep(seconds)
+
+    handler_sleep = sleep
+
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return _GreenletCall(fn, *args, **kw)
+
+    def live_count(self) -> int:
+        import greenlet
+
+        live = sum(
+            1
+            for obj in gc.get_objects()
+            if isinstance(obj, greenlet.greenlet) and bool(obj) and not obj.dead
+            and type(obj).__name__ != "Hub"
+        )
+        return threading.active_count() + live
+
+    @contextlib.contextmanager
+    def serve(self, router: Any = None, **kw: Any) -> Iterator[Server]:
+        """Serve in a separate OS thread with its own hub; the test thread stays free."""
+        import gevent
+
+        kw.setdefault("host", HOST)
+        kw.setdefault("port", 0)
+        router = router or self.router()
+        started = threading.Event()
+        done = threading.Event()
+        stop = threading.Event()
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                with self.mod.serve(router, **kw) as raw:
+                    box["raw"] = raw
+                    started.set()
+                    while not stop.is_set():
+                        gevent.sleep(0.01)
+                    if "grace" in box:
+                        raw.close(grace=box["grace"])
+            except BaseException as exc:
+                box["error"] = exc
+            finally:
+                started.set()
+                done.set()
+
+        thread = threading.Thread(target=run, daemon=True, name="gevent-server")
+        thread.start()
+        if not started.wait(10):
+            raise RuntimeError("gevent server did not start within 10 s")
+        if "error" in box:
+            raise box["error"]
+
+        def close(grace: float | None, *, final: bool = False) -> None:
+            if done.is_set():
+                return
+            if not final:
+                box["grace"] = grace
+            stop.set()
+            deadline = time.monotonic() + 30
+            while not done.is_set() and time.monotonic() < deadline:
+                gevent.sleep(0.01)  # let this thread's hub (a client here) run meanwhile
+            if not done.is_set():
+                raise RuntimeError("gevent server did not stop within 30 s")
+            if "error" in box:
+                raise box["error"]
+
+        try:
+            yield Server(box["raw"], close)
+        finally:
+            close(None, final=True)
+            thread.join(5)
+
+
+class AnyioBinding(Binding):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        from anyio.from_thread import start_blocking_portal
+
+        self.backend = name.split("-", 1)[1]
+        self._portal_cm = start_blocking_portal(self.backend)
+        self.portal = self._portal_cm.__enter__()
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            self._portal_cm.__exit__(None, None, None)
+
+    def adapt_message(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        import anyio
+
+        async def handler(data: Any, ctx: Any) -> Any:
+            r = fn(data, ctx)
+            if not inspect.isgenerator(r):
+                return r
+            while True:
+                try:
+                    cmd = next(r)
+                except StopIteration as stop:
+                    return stop.value
+                await anyio.sleep(cmd.seconds)
+
+        handler.__name__ = handler.__qualname__ = fn.__name__
+        return handler
+
+    def adapt_stream(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        import anyio
+
+        async def handler(data: Any, ctx: Any) -> Any:
+            for item in fn(data, ctx):
+                if isinstance(item, Sleep):
+                    await anyio.sleep(item.seconds)
+                else:
+                    yield item
+
+        handler.__name__ = handler.__qualname__ = fn.__name__
+        return handler
+
+    def live_count(self) -> int:
+        def count() -> int:
+            if self.backend == "asyncio":
+                import asyncio
+
+                return len(asyncio.all_tasks())
+            import trio
+
+            def walk(task: Any) -> int:
+                return 1 + sum(walk(t) for n in task.child_nurseries for t in n.child_tasks)
+
+            return walk(trio.lowlevel.current_root_task())
+
+        return self.portal.call(_as_async(count))
+
+    def client(self, port: int, **kw: Any) -> Client:
+        statuses, kw = self._client_kwargs(port, kw)
+        raw = self.portal.call(_as_async(lambda: self.mod.connect(**kw)))
+        return AnyioClient(self, raw, statuses)
+
+    @contextlib.contextmanager
+    def connect(self, port: int, **kw: Any) -> Iterator[Client]:
+        statuses, kw = self._client_kwargs(port, kw)
+        cm = self.portal.call(_as_async(lambda: self.mod.connect(**kw)))
+        with self.portal.wrap_async_context_manager(cm) as raw:
+            yield AnyioClient(self, raw, statuses)
+
+    @contextlib.contextmanager
+    def serve(self, router: Any = None, **kw: Any) -> Iterator[Server]:
+        kw.setdefault("host", HOST)
+        kw.setdefault("port", 0)
+        router = router or self.router()
+        cm = self.portal.call(_as_async(lambda: self.mod.serve(router, **kw)))
+        with self.portal.wrap_async_context_manager(cm) as raw:
+            portal = self.portal
+            yield Server(raw, lambda grace: portal.call(functools.partial(raw.aclose, grace=grace)))
+
+
+def _as_async(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """Run ``fn`` inside the event loop (objects are made where they will live)."""
+
+    async def call() -> Any:
+        return fn()
+
+    return call
+
+
+def make_binding(name: str) -> Binding:
+    if name not in BINDINGS:
+        raise ValueError(f"TCPMSG_BINDING must be one of {BINDINGS}, not {name!r}")
+    if name.startswith("anyio"):
+        return AnyioBinding(name)
+    if name == "gevent":
+        return GeventBinding(name)
+    return Binding(name)
