@@ -1,0 +1,111 @@
+"""gevent primitives for the shared sync implementation (no monkey-patching)."""
+
+from __future__ import annotations
+
+import socket as _stdsocket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent  # type: ignore[import-untyped, unused-ignore]
+import gevent.event  # type: ignore[import-untyped, unused-ignore]
+import gevent.lock  # type: ignore[import-untyped, unused-ignore]
+import gevent.pool  # type: ignore[import-untyped, unused-ignore]
+import gevent.queue  # type: ignore[import-untyped, unused-ignore]
+import gevent.socket  # type: ignore[import-untyped, unused-ignore]
+import gevent.ssl  # type: ignore[import-untyped, unused-ignore]
+
+from tcpmsg_threads._backend import _listen
+
+__all__ = ["GeventBackend"]
+
+
+class _GreenletPool:
+    """A greenlet per submitted call, tracked so that shutdown can wait for or kill them."""
+
+    def __init__(self) -> None:
+        self._group = gevent.pool.Group()
+
+    def submit(self, fn: Callable[..., object], *args: Any) -> None:
+        """Run ``fn(*args)`` in a new greenlet."""
+        self._group.spawn(fn, *args)
+
+    def shutdown(self, timeout: float) -> None:
+        """Wait at most ``timeout`` seconds, then kill what still runs."""
+        self._group.join(timeout=timeout)
+        self._group.kill(block=True, timeout=1.0)
+
+
+class GeventBackend:
+    """Cooperative primitives: gevent sockets, greenlets, gevent locks, events, queues."""
+
+    def connect(self, host: str, port: int, timeout: float | None,
+                tls: ssl.SSLContext | None, server_hostname: str | None) -> Any:
+        """A connected (and, with ``tls``, handshaken) gevent socket."""
+        sock: Any = gevent.socket.create_connection((host, port), timeout=timeout)
+        try:
+            sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock = gevent.ssl.SSLSocket(sock=sock, server_hostname=server_hostname or host,
+                                            _context=tls)
+        except BaseException:
+            sock.close()
+            raise
+        sock.settimeout(None)
+        return sock
+
+    def listen(self, host: str, port: int) -> Any:
+        """A listening gevent socket."""
+        info = _stdsocket.getaddrinfo(host, port, type=_stdsocket.SOCK_STREAM)[0]
+        return _listen(gevent.socket.socket(info[0], _stdsocket.SOCK_STREAM), host, port)
+
+    def wrap_server(self, sock: Any, tls: ssl.SSLContext, timeout: float) -> Any:
+        """Server side TLS handshake on an accepted socket."""
+        sock.settimeout(timeout)
+        wrapped = gevent.ssl.SSLSocket(sock=sock, server_side=True, _context=tls)
+        wrapped.settimeout(None)
+        return wrapped
+
+    def shutdown(self, sock: Any, how: int) -> None:
+        """OS-level shutdown (bypassing TLS) to wake greenlets blocked on ``sock``."""
+        gevent.socket.socket.shutdown(sock, how)
+
+    def wait_readable(self, sock: Any, timeout: float | None) -> bool:
+        """Wait cooperatively until ``sock`` is readable; False on timeout."""
+        pending = getattr(sock, "pending", None)
+        if pending is not None and pending():
+            return True
+        try:
+            gevent.socket.wait_read(sock.fileno(), None if timeout is None else max(timeout, 0.0))
+        except _stdsocket.timeout:
+            return False
+        return True
+
+    def spawn(self, fn: Callable[..., object], *args: Any) -> Any:
+        """Run ``fn(*args)`` in a new greenlet."""
+        return gevent.spawn(fn, *args)
+
+    def lock(self) -> Any:
+        """A new gevent lock."""
+        return gevent.lock.Semaphore(1)
+
+    def event(self) -> Any:
+        """A new gevent event."""
+        return gevent.event.Event()
+
+    def queue(self) -> Any:
+        """A new unbounded gevent queue."""
+        return gevent.queue.Queue()
+
+    def pool(self, max_workers: int) -> _GreenletPool:
+        """A greenlet per request (``max_workers`` does not apply to greenlets)."""
+        return _GreenletPool()
+
+    def sleep(self, seconds: float) -> None:
+        """Yield to other greenlets for ``seconds``."""
+        gevent.sleep(seconds)
+
+    def monotonic(self) -> float:
+        """``time.monotonic``."""
+        return time.monotonic()

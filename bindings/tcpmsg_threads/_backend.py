@@ -1,0 +1,230 @@
+"""The seam between the sync implementation and its primitives (sockets, tasks, locks).
+
+``ThreadBackend`` uses the standard library (threads, blocking sockets); the gevent
+binding supplies ``GeventBackend`` with the same shape. Nothing about the protocol lives
+here.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import select
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+__all__ = ["Backend", "EventLike", "LockLike", "Pool", "QueueLike", "Task", "ThreadBackend"]
+
+#: Raised by ``QueueLike.get`` on timeout (gevent uses the same class).
+Empty = queue.Empty
+
+
+class Task(Protocol):
+    """A running thread or greenlet."""
+
+    def join(self, timeout: float | None = None) -> Any:
+        """Wait (at most ``timeout`` seconds) for it to end."""
+
+
+class LockLike(Protocol):
+    """A mutual-exclusion lock usable with ``with``."""
+
+    def __enter__(self) -> Any: ...
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any: ...
+
+
+class EventLike(Protocol):
+    """A flag tasks can wait on."""
+
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> Any: ...
+
+
+class QueueLike(Protocol):
+    """An unbounded FIFO; ``get`` raises :data:`Empty` on timeout."""
+
+    def put(self, item: Any) -> None: ...
+    def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
+
+
+class Pool(Protocol):
+    """Where handlers run: a bounded thread pool, or a greenlet each."""
+
+    def submit(self, fn: Callable[..., object], *args: Any) -> None:
+        """Run ``fn(*args)`` soon, without blocking the caller."""
+
+    def shutdown(self, timeout: float) -> None:
+        """Stop; wait at most ``timeout`` seconds for running work."""
+
+
+class Backend(Protocol):
+    """The primitives the sync client and server are written against."""
+
+    def connect(self, host: str, port: int, timeout: float | None,
+                tls: ssl.SSLContext | None, server_hostname: str | None) -> Any:
+        """A connected (and, with ``tls``, handshaken) socket in blocking mode."""
+
+    def listen(self, host: str, port: int) -> Any:
+        """A listening socket."""
+
+    def wrap_server(self, sock: Any, tls: ssl.SSLContext, timeout: float) -> Any:
+        """Server side TLS handshake on an accepted socket."""
+
+    def shutdown(self, sock: Any, how: int) -> None:
+        """OS-level shutdown (bypassing TLS) to wake tasks blocked on ``sock``."""
+
+    def wait_readable(self, sock: Any, timeout: float | None) -> bool:
+        """Wait until ``sock`` can be read (or accepted) without blocking; False on timeout."""
+
+    def spawn(self, fn: Callable[..., object], *args: Any) -> Task:
+        """Run ``fn(*args)`` in a new background task."""
+
+    def lock(self) -> LockLike:
+        """A new lock."""
+
+    def event(self) -> EventLike:
+        """A new event."""
+
+    def queue(self) -> QueueLike:
+        """A new unbounded queue."""
+
+    def pool(self, max_workers: int) -> Pool:
+        """Where a server runs its handlers."""
+
+    def sleep(self, seconds: float) -> None:
+        """Block this task."""
+
+    def monotonic(self) -> float:
+        """The clock given to the core."""
+
+
+def _listen(sock: Any, host: str, port: int) -> Any:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock
+
+
+class _ThreadPool:
+    """At most ``max_workers`` daemon threads, started as work arrives."""
+
+    def __init__(self, max_workers: int) -> None:
+        self._max = max(1, max_workers)
+        self._work: queue.SimpleQueue[tuple[Callable[..., object], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue())
+        self._threads: list[threading.Thread] = []
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., object], *args: Any) -> None:
+        """Queue ``fn(*args)``; start a worker unless one is idle or the pool is full."""
+        self._work.put((fn, args))
+        if self._idle.acquire(blocking=False):
+            return
+        with self._lock:
+            if len(self._threads) >= self._max:
+                return
+            thread = threading.Thread(target=self._worker, name="tcpmsg-worker", daemon=True)
+            self._threads.append(thread)
+        thread.start()
+
+    def _worker(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            fn, args = item
+            try:
+                fn(*args)
+            except Exception:  # pragma: no cover - callers catch their own errors
+                logging.getLogger("tcpmsg.server").exception("worker task failed")
+            self._idle.release()
+
+    def shutdown(self, timeout: float) -> None:
+        """Stop every worker; wait at most ``timeout`` seconds for running work."""
+        with self._lock:
+            threads, self._max = list(self._threads), 0
+        for _ in threads:
+            self._work.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class ThreadBackend:
+    """Standard library primitives: OS threads and blocking sockets."""
+
+    def connect(self, host: str, port: int, timeout: float | None,
+                tls: ssl.SSLContext | None, server_hostname: str | None) -> socket.socket:
+        """A connected (and, with ``tls``, handshaken) socket in blocking mode."""
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock = tls.wrap_socket(sock, server_hostname=server_hostname or host)
+        except BaseException:
+            sock.close()
+            raise
+        sock.settimeout(None)
+        return sock
+
+    def listen(self, host: str, port: int) -> socket.socket:
+        """A listening socket."""
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        return _listen(socket.socket(info[0], socket.SOCK_STREAM), host, port)  # type: ignore[no-any-return]
+
+    def wrap_server(self, sock: socket.socket, tls: ssl.SSLContext, timeout: float) -> socket.socket:
+        """Server side TLS handshake on an accepted socket."""
+        sock.settimeout(timeout)
+        wrapped = tls.wrap_socket(sock, server_side=True)
+        wrapped.settimeout(None)
+        return wrapped
+
+    def shutdown(self, sock: socket.socket, how: int) -> None:
+        """OS-level shutdown (bypassing TLS) to wake threads blocked on ``sock``."""
+        socket.socket.shutdown(sock, how)
+
+    def wait_readable(self, sock: socket.socket, timeout: float | None) -> bool:
+        """Poll ``sock`` for reading (TLS data already decrypted counts); False on timeout."""
+        pending = getattr(sock, "pending", None)
+        if pending is not None and pending():
+            return True
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1)))
+
+    def spawn(self, fn: Callable[..., object], *args: Any) -> threading.Thread:
+        """Run ``fn(*args)`` in a new daemon thread."""
+        thread = threading.Thread(target=fn, args=args, name="tcpmsg", daemon=True)
+        thread.start()
+        return thread
+
+    def lock(self) -> threading.Lock:
+        """A new lock."""
+        return threading.Lock()
+
+    def event(self) -> threading.Event:
+        """A new event."""
+        return threading.Event()
+
+    def queue(self) -> queue.SimpleQueue[Any]:
+        """A new unbounded queue."""
+        return queue.SimpleQueue()
+
+    def pool(self, max_workers: int) -> _ThreadPool:
+        """A bounded pool of daemon worker threads."""
+        return _ThreadPool(max_workers)
+
+    def sleep(self, seconds: float) -> None:
+        """Block this thread."""
+        time.sleep(seconds)
+
+    def monotonic(self) -> float:
+        """``time.monotonic``."""
+        return time.monotonic()

@@ -1,0 +1,338 @@
+"""The sync server, written once against a :class:`Backend` (threads or gevent)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections import deque
+from collections.abc import Callable, Generator
+from typing import Any
+
+from sansio_tcpmsg import (
+    Codec,
+    Event,
+    EventReceived,
+    Limits,
+    PacketDropped,
+    ProtocolErrorOccurred,
+    RequestReceived,
+    Router,
+    RpcError,
+    ServerConnection,
+    TcpMsgError,
+    UnserializableError,
+)
+
+from ._backend import Backend, Pool, Task
+
+__all__ = ["Server"]
+
+log = logging.getLogger("tcpmsg.server")
+
+_FLUSH_TIMEOUT = 1.0  # seconds a closing connection may take to write what is queued
+_HANDSHAKE_TIMEOUT = 10.0
+
+
+class _Peer:
+    """One accepted connection: a reader (this task), a writer, an outbound byte queue."""
+
+    def __init__(self, server: Server, sock: Any, addr: Any) -> None:
+        self.server, self.sock, self.addr = server, sock, addr
+        b = self.b = server.backend
+        self.conn = ServerConnection(server.router, peer=addr, limits=server.limits, codec=server.codec)
+        self.lock = b.lock()
+        self.outq = b.queue()
+        self.queued = 0
+        self.resume = b.event()
+        self.ended = False
+        self.events: deque[EventReceived] = deque()
+        self.events_running = False
+        self.task: Task | None = None
+
+    # -- the pump ---------------------------------------------------------------------
+
+    def core(self, fn: Callable[..., object], *args: Any) -> None:
+        """Call the core under the lock, queue its bytes, then dispatch its events."""
+        error: TcpMsgError | None = None
+        with self.lock:
+            try:
+                fn(*args)
+            except TcpMsgError as exc:
+                error = exc
+            events = self._flush()
+        self._dispatch(events)
+        if error is not None:
+            raise error
+
+    def _flush(self) -> list[Event]:
+        conn = self.conn
+        data = conn.data_to_send()
+        if data:
+            self.queued += len(data)
+            self.outq.put(data)
+            conn.note_send_buffer(self.queued)
+        if conn.closed and not self.ended:
+            self.ended = True
+            self.outq.put(None)
+            self.resume.set()
+            try:  # wake the reader; what is queued is still written
+                self.b.shutdown(self.sock, socket.SHUT_RD)
+            except OSError:
+                pass
+        return conn.events_received()
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for ev in events:
+            if isinstance(ev, RequestReceived):
+                self.server.pool.submit(self._run_request, ev)
+            elif isinstance(ev, EventReceived):
+                with self.lock:
+                    self.events.append(ev)
+                    start, self.events_running = not self.events_running, True
+                if start:
+                    self.server.pool.submit(self._run_events)
+            elif isinstance(ev, ProtocolErrorOccurred):
+                log.warning("protocol error from %s: %s", self.addr, ev.error)
+            elif isinstance(ev, PacketDropped):
+                log.debug("dropped packet from %s (%s): %r", self.addr, ev.reason, ev.packet)
+
+    # -- tasks ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """The connection's task: handshake, read until closed, flush, close."""
+        tls = self.server.tls
+        try:
+            if tls is not None:
+                self.sock = self.b.wrap_server(self.sock, tls, _HANDSHAKE_TIMEOUT)
+        except OSError as exc:
+            log.warning("TLS handshake with %s failed: %s", self.addr, exc)
+            self.sock.close()
+            self.server._forget(self)
+            return
+        log.info("connection opened: %s", self.addr)
+        writer = self.b.spawn(self._write_loop)
+        try:
+            self._read_loop()
+        finally:
+            writer.join(_FLUSH_TIMEOUT)
+            try:
+                self.b.shutdown(self.sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+            writer.join(_FLUSH_TIMEOUT)
+            self.sock.close()
+            log.info("connection closed: %s", self.addr)
+            self.server._forget(self)
+
+    def _read_loop(self) -> None:
+        conn, b = self.conn, self.b
+        while True:
+            with self.lock:
+                if conn.closed:
+                    return
+                timer = conn.get_timer()
+                paused = conn.reading_paused
+                if paused:
+                    self.resume.clear()
+            timeout = None if timer is None else timer - b.monotonic()
+            if paused:
+                ready = self.resume.wait(None if timeout is None else max(timeout, 0.0))
+            else:
+                try:
+                    ready = b.wait_readable(self.sock, timeout)
+                    data = self.sock.recv(65536) if ready else b""
+                except OSError:
+                    ready, data = True, b""
+                if ready:
+                    if data:
+                        self.core(conn.receive_data, data, b.monotonic())
+                    else:
+                        self.core(conn.receive_eof)
+                    continue
+            if not ready:
+                self.core(conn.handle_timer, b.monotonic())
+
+    def _write_loop(self) -> None:
+        sock = self.sock
+        while True:
+            chunk = self.outq.get()
+            if chunk is None:
+                return
+            view = memoryview(chunk)
+            while view:
+                try:
+                    sent = sock.send(view)
+                except OSError as exc:
+                    log.info("write to %s failed: %s", self.addr, exc)
+                    self.core(self.conn.receive_eof)
+                    return
+                view = view[sent:]
+                with self.lock:
+                    self.queued -= sent
+                    self.conn.note_send_buffer(self.queued)
+                    if not self.conn.reading_paused:
+                        self.resume.set()
+
+    def _run_request(self, ev: RequestReceived) -> None:
+        request_id, conn = ev.request_id, self.conn
+        try:
+            result = ev.handler(ev.data, ev.context)
+            if isinstance(result, Generator):
+                try:
+                    for item in result:
+                        self.core(conn.send_item, request_id, item)
+                        if conn.closed:
+                            break
+                finally:
+                    result.close()
+                self.core(conn.end_stream, request_id)
+                return
+        except Exception as exc:
+            if not isinstance(exc, RpcError):
+                log.exception("handler for %r failed", ev.context.route)
+            self.core(conn.fail, request_id, exc)
+            return
+        try:
+            self.core(conn.respond, request_id, result)
+        except UnserializableError as exc:
+            log.error("reply of handler for %r cannot be sent: %s", ev.context.route, exc)
+
+    def _run_events(self) -> None:
+        while True:
+            with self.lock:
+                if not self.events:
+                    self.events_running = False
+                    return
+                ev = self.events.popleft()
+            if not ev.handlers:
+                log.info("no event handler for %r", ev.context.route)
+            for handler in ev.handlers:
+                try:
+                    handler(ev.data, ev.context)
+                except Exception:
+                    log.exception("event handler for %r failed", ev.context.route)
+
+    def close(self) -> None:
+        """Close the connection: what is queued is written, then the socket closes."""
+        self.core(self.conn.close)
+
+
+class Server:
+    """A server: accepts connections and runs handlers; use ``with serve(...) as server:``."""
+
+    def __init__(
+        self,
+        router: Router,
+        host: str = "localhost",
+        port: int = 3000,
+        *,
+        tls: ssl.SSLContext | None = None,
+        limits: Limits | None = None,
+        codec: Codec | None = None,
+        grace: float = 5.0,
+        max_workers: int = 64,
+        backend: Backend,
+    ) -> None:
+        self.router, self.host, self.port = router, host, port
+        self.tls, self.limits, self.codec = tls, limits or Limits(), codec
+        self.grace, self.max_workers = grace, max_workers
+        self.backend = backend
+        self._lock = backend.lock()
+        self._peers: set[_Peer] = set()
+        self._closed = backend.event()
+        self._started = False
+        self._closing = False
+        self._listener: Any = None
+        self._acceptor: Task | None = None
+        self.pool: Pool = backend.pool(max_workers)
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Bind and start serving in the background (done by ``with``)."""
+        if self._started:
+            return
+        self._listener = self.backend.listen(self.host, self.port)
+        self.port = self._listener.getsockname()[1]
+        self._started = True
+        self._acceptor = self.backend.spawn(self._accept_loop)
+        log.info("listening on %s:%s", self.host, self.port)
+
+    def serve_forever(self) -> None:
+        """Serve until :meth:`close` is called (from another thread or greenlet)."""
+        self.start()
+        while not self._closed.wait(1.0):
+            pass
+
+    def _accept_loop(self) -> None:
+        b, listener = self.backend, self._listener
+        while not self._closing:
+            try:
+                if not b.wait_readable(listener, 1.0) or self._closing:
+                    continue
+                sock, addr = listener.accept()
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if self._closing:
+                    return
+                log.warning("accept failed: %s", exc)
+                b.sleep(0.1)
+                continue
+            sock.settimeout(None)
+            cap = self.limits.max_connections
+            with self._lock:
+                full = self._closing or (cap is not None and len(self._peers) >= cap)
+                if not full:
+                    peer = _Peer(self, sock, addr)
+                    self._peers.add(peer)
+            if full:
+                log.warning("connection from %s refused: %s connections open", addr, cap)
+                sock.close()
+                continue
+            peer.task = b.spawn(peer.run)
+
+    def _forget(self, peer: _Peer) -> None:
+        with self._lock:
+            self._peers.discard(peer)
+
+    def close(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish within ``grace`` seconds, close
+        every connection; nothing is left running afterwards."""
+        b = self.backend
+        with self._lock:
+            if self._closing or not self._started:
+                self._closing = True
+                self._closed.set()
+                return
+            self._closing = True
+        try:
+            b.shutdown(self._listener, socket.SHUT_RDWR)
+        except OSError:
+            pass
+        if self._acceptor is not None:
+            self._acceptor.join(2.0)
+        self._listener.close()
+        deadline = b.monotonic() + (self.grace if grace is None else grace)
+        while b.monotonic() < deadline:
+            with self._lock:
+                peers = list(self._peers)
+            if not any(p.conn.in_flight for p in peers):
+                break
+            b.sleep(0.01)
+        with self._lock:
+            peers = list(self._peers)
+        for peer in peers:
+            peer.close()
+        for peer in peers:
+            if peer.task is not None:
+                peer.task.join(2 * _FLUSH_TIMEOUT + 1.0)
+        self.pool.shutdown(max(deadline - b.monotonic(), 0.1))
+        log.info("server on %s:%s closed", self.host, self.port)
+        self._closed.set()

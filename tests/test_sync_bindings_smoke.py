@@ -1,0 +1,254 @@
+"""Smoke tests of the two sync bindings (threads, gevent): one body, both backends."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+_BINDINGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bindings")
+if _BINDINGS not in sys.path:
+    sys.path.insert(0, _BINDINGS)
+
+from sansio_tcpmsg import (  # noqa: E402
+    ConnectionClosedError,
+    ConnectionStatus,
+    NoHandlerError,
+    RemoteError,
+    RequestTimeout,
+    Router,
+    RpcError,
+    UnserializableError,
+)
+
+pytestmark = pytest.mark.timeout(30) if hasattr(pytest.mark, "timeout") else []
+
+
+def make_router(log: list[Any], gate: Any) -> Router:
+    router = Router()
+
+    @router.message("echo")
+    def echo(data: Any) -> Any:
+        return data
+
+    @router.message("count")
+    def count(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    @router.message("boom")
+    def boom(data: Any) -> Any:
+        raise RpcError({"code": 42, "why": data})
+
+    @router.message("crash")
+    def crash(data: Any) -> Any:
+        raise ValueError("hidden")
+
+    @router.message("sleep")
+    def sleep(seconds: float, ctx: Any) -> str:
+        gate.sleep(seconds)
+        return "slept"
+
+    @router.message("log")
+    def get_log(data: Any) -> list[Any]:
+        return list(log)
+
+    @router.event("ev")
+    def ev1(data: Any) -> None:
+        gate.sleep(0.001)
+        log.append(("a", data))
+
+    @router.event("ev")
+    def ev2(data: Any) -> None:
+        log.append(("b", data))
+
+    return router
+
+
+class Kit:
+    """What differs between the two bindings in these tests."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.mod = importlib.import_module(f"tcpmsg_{name}")
+        if name == "gevent":
+            import gevent
+
+            self.sleep: Callable[[float], None] = gevent.sleep
+        else:
+            self.sleep = time.sleep
+
+    def run_many(self, fns: list[Callable[[], None]]) -> None:
+        if self.name == "gevent":
+            import gevent
+
+            greenlets = [gevent.spawn(fn) for fn in fns]
+            gevent.joinall(greenlets, timeout=20, raise_error=True)
+            assert all(g.ready() for g in greenlets)
+        else:
+            errors: list[BaseException] = []
+
+            def wrap(fn: Callable[[], None]) -> None:
+                try:
+                    fn()
+                except BaseException as exc:  # noqa: BLE001
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=wrap, args=(fn,)) for fn in fns]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(20)
+            assert not any(t.is_alive() for t in threads)
+            if errors:
+                raise errors[0]
+
+    def spawn(self, fn: Callable[[], None]) -> Callable[[float], None]:
+        """Start ``fn`` in the background; returns a bounded join."""
+        if self.name == "gevent":
+            import gevent
+
+            g = gevent.spawn(fn)
+            return lambda timeout: g.join(timeout)
+        t = threading.Thread(target=fn)
+        t.start()
+        return t.join
+
+
+@pytest.fixture(params=["threads", "gevent"])
+def kit(request: pytest.FixtureRequest) -> Kit:
+    return Kit(request.param)
+
+
+@pytest.fixture
+def log() -> list[Any]:
+    return []
+
+
+@pytest.fixture
+def server(kit: Kit, log: list[Any]) -> Iterator[Any]:
+    with kit.mod.serve(make_router(log, kit), "127.0.0.1", 0, grace=1.0) as srv:
+        yield srv
+
+
+def client(kit: Kit, port: int, **kwargs: Any) -> Any:
+    kwargs.setdefault("timeout", 5.0)
+    return kit.mod.connect("127.0.0.1", port, **kwargs)
+
+
+def test_echo_stream_and_errors(kit: Kit, server: Any) -> None:
+    with client(kit, server.port) as c:
+        assert c.send("echo", {"a": [1, "é😀"]}) == {"a": [1, "é😀"]}
+        assert c.send("echo", None) is None
+        assert list(c.stream("count", 5)) == [0, 1, 2, 3, 4]
+        assert c.send("count", 3) == 2  # a non-stream call gets the last value
+        with pytest.raises(RemoteError) as info:
+            c.send("boom", "x")
+        assert info.value.error == {"code": 42, "why": "x"}
+        with pytest.raises(RemoteError) as info:
+            c.send("crash", 1)
+        assert info.value.error == {"status": "error", "message": "Internal server error"}
+        with pytest.raises(NoHandlerError):
+            c.send("nope", 1)
+        with pytest.raises(UnserializableError):
+            c.send("echo", float("nan"))
+        assert c.status is ConnectionStatus.CONNECTED
+        assert c.send("echo", 7) == 7
+
+
+def test_stream_break_cancels(kit: Kit, server: Any) -> None:
+    with client(kit, server.port) as c:
+        for value in c.stream("count", 1000):
+            if value == 3:
+                break
+        assert c.send("echo", "after") == "after"
+
+
+def test_timeout_then_reuse(kit: Kit, server: Any) -> None:
+    with client(kit, server.port) as c:
+        start = time.monotonic()
+        with pytest.raises(RequestTimeout):
+            c.send("sleep", 1.0, timeout=0.2)
+        assert time.monotonic() - start < 0.9
+        assert c.send("echo", 1) == 1
+        assert c.send("sleep", 0.01) == "slept"
+
+
+def test_many_concurrent_sends(kit: Kit, server: Any) -> None:
+    results: list[int] = []
+    with client(kit, server.port) as c:
+
+        def worker(base: int) -> Callable[[], None]:
+            def run() -> None:
+                for i in range(10):
+                    results.append(c.send("echo", base * 10 + i))
+            return run
+
+        kit.run_many([worker(w) for w in range(20)])
+    assert sorted(results) == list(range(200))
+
+
+def test_emit_event_order(kit: Kit, server: Any, log: list[Any]) -> None:
+    with client(kit, server.port) as c:
+        for i in range(20):
+            c.emit("ev", i)
+        deadline = time.monotonic() + 5
+        while len(log) < 40 and time.monotonic() < deadline:
+            kit.sleep(0.01)
+    assert log == [(tag, i) for i in range(20) for tag in ("a", "b")]
+
+
+def test_server_restart_reconnects(kit: Kit, log: list[Any]) -> None:
+    statuses: list[ConnectionStatus] = []
+    srv = kit.mod.serve(make_router(log, kit), "127.0.0.1", 0, grace=0.5)
+    with srv:
+        port = srv.port
+        c = client(kit, port, on_status=statuses.append, retries=3, retry_delay=0.05)
+        c.connect()
+        assert c.send("echo", 1) == 1
+    deadline = time.monotonic() + 5
+    while c.status is not ConnectionStatus.DISCONNECTED and time.monotonic() < deadline:
+        kit.sleep(0.01)
+    assert c.status is ConnectionStatus.DISCONNECTED
+    with kit.mod.serve(make_router(log, kit), "127.0.0.1", port):
+        assert c.send("echo", 2) == 2
+    c.close()
+    assert statuses[:4] == [ConnectionStatus.CONNECTED, ConnectionStatus.DISCONNECTED,
+                            ConnectionStatus.RECONNECTING, ConnectionStatus.CONNECTED]
+
+
+def test_close_fails_pending(kit: Kit, server: Any) -> None:
+    outcome: list[BaseException] = []
+    c = client(kit, server.port, timeout=10)
+    c.connect()
+
+    def call() -> None:
+        try:
+            c.send("sleep", 3.0)
+        except BaseException as exc:  # noqa: BLE001
+            outcome.append(exc)
+
+    join = kit.spawn(call)
+    kit.sleep(0.2)
+    start = time.monotonic()
+    c.close()
+    join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], ConnectionClosedError)
+    assert time.monotonic() - start < 2
+
+
+def test_server_close_is_bounded(kit: Kit, log: list[Any]) -> None:
+    srv = kit.mod.serve(make_router(log, kit), "127.0.0.1", 0, grace=0.3)
+    srv.start()
+    with client(kit, srv.port) as c:
+        assert c.send("echo", 1) == 1
+        start = time.monotonic()
+        srv.close()
+        assert time.monotonic() - start < 3
+        with pytest.raises(OSError):
+            c.send("echo", 2)
