@@ -1,0 +1,183 @@
+"""Shared fixtures of the NestJS interop suite.
+
+- Every test gets a timeout (60 s unless it sets its own ``@pytest.mark.timeout``).
+- Without node/npm: skip with the reason, unless ``CI=true``, where it is a failure.
+  A failed ``npm ci`` is a failure under ``CI=true`` and a skip otherwise.
+- ``binding``: the binding id; a binding that cannot be imported is skipped (failed
+  under ``CI=true``).
+- ``certs``: a CA, a server certificate (localhost, 127.0.0.1) and a client
+  certificate, made with ``cryptography`` for the session.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import ssl
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import drivers  # noqa: E402
+import nest  # noqa: E402
+
+CI = os.environ.get("CI", "").lower() == "true"
+DEFAULT_TIMEOUT = 60
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(str(item.fspath)).resolve().parents and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT))
+
+
+def _skip_or_fail(reason: str) -> None:
+    if CI:
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def node_ready() -> None:
+    """Node/npm present and every pinned NestJS major installed (npm ci into the cache)."""
+    if not nest.node_available():
+        _skip_or_fail("node/npm not available: NestJS interop tests need Node >= 20.19 and npm")
+    for major in nest.MAJORS:
+        try:
+            nest.ensure_installed(major)
+        except (nest.NestError, OSError) as exc:
+            _skip_or_fail(f"NestJS {major} install failed: {exc}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shutdown_drivers() -> Iterator[None]:
+    yield
+    drivers.shutdown_all()
+
+
+def get_driver_or_skip(name: str) -> drivers.Driver:
+    try:
+        return drivers.get_driver(name)
+    except ImportError as exc:
+        _skip_or_fail(f"binding {name} not importable: {exc}")
+        raise  # unreachable
+
+
+@pytest.fixture(scope="session", params=drivers.BINDINGS)
+def binding(request: pytest.FixtureRequest) -> drivers.Driver:
+    return get_driver_or_skip(request.param)
+
+
+# ---------------------------------------------------------------------- certificates
+
+
+@dataclass
+class Certs:
+    dir: Path
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def server_context(self, mutual: bool = False) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.server_cert, self.server_key)
+        if mutual:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(self.ca)
+        return ctx
+
+    def client_context(self, with_cert: bool = False) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        if with_cert:
+            ctx.load_cert_chain(self.client_cert, self.client_key)
+        return ctx
+
+    # what nest.NestServer / nest.NestClient take
+    def nest_server_tls(self, mutual: bool = False) -> dict[str, Path]:
+        d = {"cert": self.server_cert, "key": self.server_key}
+        if mutual:
+            d["ca"] = self.ca
+        return d
+
+    def nest_client_tls(self, with_cert: bool = False) -> dict[str, Path]:
+        d = {"ca": self.ca}
+        if with_cert:
+            d.update(cert=self.client_cert, key=self.client_key)
+        return d
+
+
+def _make_certs(dest: Path) -> Certs:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write_key(key: Any, path: Path) -> None:
+        path.write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("sansio-tcpmsg test CA"))
+        .issuer_name(name("sansio-tcpmsg test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (dest / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+
+    def leaf(cn: str, usage: Any, sans: list[x509.GeneralName] | None) -> tuple[Path, Path]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                           critical=False)
+        )
+        if sans:
+            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = b.sign(ca_key, hashes.SHA256())
+        cp, kp = dest / f"{cn}.pem", dest / f"{cn}.key"
+        cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_key(key, kp)
+        return cp, kp
+
+    sc, sk = leaf("server", ExtendedKeyUsageOID.SERVER_AUTH,
+                  [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    cc, ck = leaf("client", ExtendedKeyUsageOID.CLIENT_AUTH, None)
+    return Certs(dest, dest / "ca.pem", sc, sk, cc, ck)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return _make_certs(tmp_path_factory.mktemp("certs"))
