@@ -252,3 +252,157 @@ def test_server_close_is_bounded(kit: Kit, log: list[Any]) -> None:
         assert time.monotonic() - start < 3
         with pytest.raises(OSError):
             c.send("echo", 2)
+
+
+# -- faults, limits, TLS -----------------------------------------------------------------
+
+import socket  # noqa: E402
+import ssl  # noqa: E402
+
+from sansio_tcpmsg import Limits  # noqa: E402
+
+
+def raw_socket(kit: Kit, port: int) -> Any:
+    if kit.name == "gevent":
+        import gevent.socket
+
+        return gevent.socket.create_connection(("127.0.0.1", port), timeout=5)
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def wait_closed(sock: Any, timeout: float = 5.0) -> bool:
+    """True once the peer closed ``sock`` (bounded)."""
+    sock.settimeout(0.2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(65536):
+                return True
+        except TimeoutError:
+            continue
+        except OSError:
+            return True
+    return False
+
+
+def test_bad_peer_loses_only_its_connection(kit: Kit, server: Any) -> None:
+    with client(kit, server.port) as c:
+        bad = raw_socket(kit, server.port)
+        bad.sendall(b"ab#{}")
+        assert wait_closed(bad)
+        bad.close()
+        assert c.send("echo", "still") == "still"
+
+
+def test_incomplete_frame_timeout(kit: Kit, log: list[Any]) -> None:
+    limits = Limits(incomplete_frame_timeout=0.2)
+    with kit.mod.serve(make_router(log, kit), "127.0.0.1", 0, limits=limits) as srv:
+        bad = raw_socket(kit, srv.port)
+        bad.sendall(b'40#{"pattern"')
+        start = time.monotonic()
+        assert wait_closed(bad)
+        assert 0.1 < time.monotonic() - start < 3
+        bad.close()
+
+
+def test_max_connections(kit: Kit, log: list[Any]) -> None:
+    with kit.mod.serve(make_router(log, kit), "127.0.0.1", 0, limits=Limits(max_connections=1)) as srv:
+        with client(kit, srv.port) as c:
+            assert c.send("echo", 1) == 1
+            extra = raw_socket(kit, srv.port)
+            assert wait_closed(extra)
+            extra.close()
+            assert c.send("echo", 2) == 2
+
+
+def test_peer_that_never_reads(kit: Kit, log: list[Any]) -> None:
+    limits = Limits(max_send_buffer_size=256 * 1024, send_high_water=16 * 1024)
+    srv = kit.mod.serve(make_router(log, kit), "127.0.0.1", 0, limits=limits)
+    srv.start()
+    hog = raw_socket(kit, srv.port)
+    hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    frame = '{"pattern":"echo","data":"%s","id":"1"}' % ("x" * 100_000)
+    packet = f"{len(frame)}#{frame}".encode()
+    hog.settimeout(0.5)
+    with client(kit, srv.port) as c:
+        for _ in range(100):  # the server stops reading from the hog, never blocks
+            try:
+                hog.sendall(packet)
+            except (TimeoutError, OSError):
+                break
+            assert c.send("echo", "alive") == "alive"
+        assert c.send("echo", "alive") == "alive"
+        # a reply over max_send_buffer_size gets the hog dropped
+        huge = '{"pattern":"echo","data":"%s","id":"2"}' % ("y" * 300_000)
+        hog2 = raw_socket(kit, srv.port)
+        hog2.sendall(f"{len(huge)}#{huge}".encode())
+        kit.sleep(0.3)
+        assert wait_closed(hog2)
+        assert c.send("echo", "alive") == "alive"
+        start = time.monotonic()
+        srv.close(grace=0.2)
+        assert time.monotonic() - start < 4
+    hog.close()
+    hog2.close()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    pytest.importorskip("cryptography")
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    out = tmp_path_factory.mktemp("certs")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smoke CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    paths = {"ca": str(out / "ca.pem")}
+    (out / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for name, serial in (("server", 2), ("client", 3)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(serial)
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                    critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        (out / f"{name}.pem").write_bytes(pem)
+        paths[name] = str(out / f"{name}.pem")
+    return paths
+
+
+def test_mutual_tls(kit: Kit, log: list[Any], certs: dict[str, str]) -> None:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(certs["server"])
+    server_ctx.load_verify_locations(certs["ca"])
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    client_ctx = ssl.create_default_context(cafile=certs["ca"])
+    client_ctx.load_cert_chain(certs["client"])
+    with kit.mod.serve(make_router(log, kit), "127.0.0.1", 0, tls=server_ctx) as srv:
+        with client(kit, srv.port, tls=client_ctx) as c:
+            assert c.send("echo", "secure") == "secure"
+            assert list(c.stream("count", 3)) == [0, 1, 2]
+            kit.run_many([lambda: None if c.send("echo", 1) == 1 else None for _ in range(20)])
+        with pytest.raises(OSError):
+            client(kit, srv.port, tls=client_ctx, server_hostname="wrong.example").connect()
+        anonymous = ssl.create_default_context(cafile=certs["ca"])
+        with pytest.raises(OSError):
+            with client(kit, srv.port, tls=anonymous, timeout=2) as c:
+                c.send("echo", 1)
