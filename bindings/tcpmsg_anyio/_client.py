@@ -1,0 +1,437 @@
+"""The async client: many calls multiplexed on one connection, reopened when lost."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, TaskGroup
+
+from sansio_tcpmsg import (
+    ClientConnection,
+    Codec,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionStatus,
+    Event,
+    Limits,
+    NoHandlerError,
+    PacketDropped,
+    ProtocolErrorOccurred,
+    RemoteError,
+    RemoteErrorReceived,
+    RequestTimedOut,
+    RequestTimeout,
+    ResponseReceived,
+    StreamEnded,
+    StreamItemReceived,
+)
+
+from ._link import Link, Mailbox as _Mailbox, now
+
+__all__ = ["Client", "connect"]
+
+logger = logging.getLogger("tcpmsg.client")
+
+_MAX_RETRY_DELAY = 2.0
+
+
+class _Unset(enum.Enum):
+    UNSET = 0
+
+
+_UNSET = _Unset.UNSET
+
+
+class _ClientLink(Link[ClientConnection]):
+    def __init__(self, conn: ClientConnection, stream: ByteStream, client: Client) -> None:
+        super().__init__(conn, stream, self._dispatch, pause_reading=False)
+        self.client = client
+        self.waiters: dict[str, _Mailbox] = {}
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, ConnectionClosed):
+            for waiter in self.waiters.values():
+                waiter.put(event)
+            self.client._lost(self)
+        elif isinstance(event, ProtocolErrorOccurred):
+            logger.warning("protocol error from the server: %s", event.error)
+        elif isinstance(event, PacketDropped):
+            logger.debug("dropped a packet: %s", event.reason)
+        else:
+            mailbox = self.waiters.get(getattr(event, "request_id", ""))
+            if mailbox is not None:
+                mailbox.put(event)
+
+
+def _outcome(event: Event) -> Any:
+    """The value an event carries for the caller, or the exception it means."""
+    if isinstance(event, (ResponseReceived, StreamItemReceived)):
+        return event.value
+    if isinstance(event, RemoteErrorReceived):
+        raise (NoHandlerError if event.no_handler else RemoteError)(event.error)
+    if isinstance(event, RequestTimedOut):
+        raise RequestTimeout("no reply before the deadline")
+    if isinstance(event, ConnectionClosed):
+        raise ConnectionClosedError("the connection closed while waiting for the reply")
+    raise AssertionError(f"unexpected event {event!r}")  # pragma: no cover
+
+
+class _Call:
+    """One request in flight on one link; ``close`` forgets it (idempotent)."""
+
+    def __init__(self, link: _ClientLink, request_id: str) -> None:
+        self.link = link
+        self.request_id = request_id
+        self.mailbox = _Mailbox()
+        link.waiters[request_id] = self.mailbox
+
+    def close(self) -> None:
+        if self.link.waiters.pop(self.request_id, None) is not None:
+            self.link.conn.cancel(self.request_id)
+
+
+class _StreamCall:
+    """What ``Client.stream`` returns: an async iterator over a streamed reply.
+
+    Leaving the loop early (``break``) cancels the request locally as soon as the
+    iterator is dropped; ``aclose()`` or ``async with`` does it at a known point.
+    """
+
+    def __init__(self, client: Client, args: tuple[Any, Any, float | None | _Unset, Any]) -> None:
+        self._client = client
+        self._args = args
+        self._call: _Call | None = None
+        self._done = False
+
+    def __aiter__(self) -> _StreamCall:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            if self._call is None:
+                pattern, data, timeout, metadata = self._args
+                self._call = await self._client._start(pattern, data, timeout, metadata, True)
+            event = await self._call.mailbox.get()
+            if isinstance(event, StreamEnded):
+                raise StopAsyncIteration
+            return _outcome(event)
+        except BaseException:
+            self._done = True
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop waiting for the rest of the stream (synchronous)."""
+        self._done = True
+        if self._call is not None:
+            self._call.close()
+
+    async def aclose(self) -> None:
+        """Stop waiting for the rest of the stream."""
+        self.close()
+
+    async def __aenter__(self) -> _StreamCall:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class Client:
+    """A connection to one NestJS-compatible TCP microservice (see :func:`connect`).
+
+    Use it as ``async with connect(...) as client:``, or call ``await client.connect()``
+    and later ``await client.aclose()`` from the same task: the client's reader runs in
+    a task group opened there, so the client's lifetime nests in the enclosing task
+    groups' (structured concurrency).
+    """
+
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int = 3000,
+        *,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        timeout: float | None = 30.0,
+        connect_timeout: float = 10.0,
+        retries: int = 0,
+        retry_delay: float = 0.1,
+        limits: Limits | None = None,
+        codec: Codec | None = None,
+        on_status: Callable[[ConnectionStatus], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.server_hostname = server_hostname or host
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.retries = retries
+        self.retry_delay = retry_delay
+        self.limits = limits
+        self.codec = codec
+        self.on_status = on_status
+        self._status = ConnectionStatus.DISCONNECTED
+        self._listeners: set[_Mailbox] = set()
+        self._link: _ClientLink | None = None
+        self._tg: TaskGroup | None = None
+        self._in_context = False
+        self._closed = True
+        self._connect_lock = anyio.Lock()
+
+    # -- status -----------------------------------------------------------------------
+
+    @property
+    def status(self) -> ConnectionStatus:
+        """The current connection status."""
+        return self._status
+
+    def _set_status(self, status: ConnectionStatus) -> None:
+        if status is self._status:
+            return
+        self._status = status
+        for listener in self._listeners:
+            listener.put(status)
+        if self.on_status is not None:
+            try:
+                self.on_status(status)
+            except Exception:
+                logger.exception("on_status callback failed")
+
+    async def statuses(self) -> AsyncIterator[ConnectionStatus]:
+        """Every status change from now on; ends once the client is closed."""
+        mailbox = _Mailbox()
+        self._listeners.add(mailbox)
+        try:
+            while True:
+                status = await mailbox.get()
+                if status is None:  # the client was closed
+                    return
+                yield status
+        finally:
+            self._listeners.discard(mailbox)
+
+    # -- connecting -------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the connection now (it is otherwise opened by the first call)."""
+        self._closed = False
+        if self._tg is None:
+            tg = anyio.create_task_group()
+            await tg.__aenter__()
+            self._tg = tg
+            try:
+                await self._ensure()
+            except BaseException as exc:
+                self._tg = None
+                await tg.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
+        else:
+            await self._ensure()
+
+    async def _open(self) -> ByteStream:
+        delay = self.retry_delay
+        for attempt in range(self.retries + 1):
+            try:
+                with anyio.fail_after(self.connect_timeout):
+                    if self.tls is None:
+                        return await anyio.connect_tcp(self.host, self.port)
+                    return await anyio.connect_tcp(
+                        self.host,
+                        self.port,
+                        ssl_context=self.tls,
+                        tls_hostname=self.server_hostname,
+                        tls_standard_compatible=False,
+                    )
+            except OSError as exc:  # TimeoutError and ssl.SSLError are OSErrors too
+                if attempt == self.retries:
+                    raise
+                logger.info("connecting to %s:%s failed (%s), retrying", self.host, self.port, exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY_DELAY)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _ensure(self) -> _ClientLink:
+        link = self._link
+        if link is not None and not link.conn.closed:
+            return link
+        async with self._connect_lock:
+            link = self._link
+            if link is not None and not link.conn.closed:
+                return link
+            tg = self._tg
+            if tg is None or self._closed:
+                raise ConnectionClosedError("the client is closed (use `async with connect(...)`)")
+            if link is not None:
+                self._set_status(ConnectionStatus.RECONNECTING)
+            try:
+                stream = await self._open()
+            except BaseException:
+                self._set_status(ConnectionStatus.DISCONNECTED)
+                raise
+            conn = ClientConnection(limits=self.limits, codec=self.codec)
+            link = self._link = _ClientLink(conn, stream, self)
+            tg.start_soon(link.run)
+            logger.debug("connected to %s:%s", self.host, self.port)
+            self._set_status(ConnectionStatus.CONNECTED)
+            return link
+
+    def _lost(self, link: _ClientLink) -> None:
+        if link is self._link:
+            self._set_status(ConnectionStatus.DISCONNECTED)
+
+    # -- calls ------------------------------------------------------------------------
+
+    async def _start(
+        self, pattern: Any, data: Any, timeout: float | None | _Unset, metadata: Any, stream: bool
+    ) -> _Call:
+        link = await self._ensure()
+        if timeout is _UNSET:
+            timeout = self.timeout
+        deadline = None if timeout is None else now() + timeout
+        request_id = link.conn.send_request(
+            pattern, data, deadline=deadline, metadata=metadata, stream=stream
+        )
+        call = _Call(link, request_id)
+        link.pump()
+        return call
+
+    async def send(
+        self,
+        pattern: Any,
+        data: Any,
+        *,
+        timeout: float | None | _Unset = _UNSET,
+        metadata: Any = None,
+    ) -> Any:
+        """Send a request and return its reply's value.
+
+        Raises :class:`~sansio_tcpmsg.RemoteError` (``NoHandlerError`` for an unknown
+        pattern), :class:`~sansio_tcpmsg.RequestTimeout`,
+        :class:`~sansio_tcpmsg.ConnectionClosedError`,
+        :class:`~sansio_tcpmsg.UnserializableError` (nothing sent) or ``OSError``.
+        """
+        call = await self._start(pattern, data, timeout, metadata, False)
+        try:
+            event = await call.mailbox.get()
+        finally:
+            call.close()
+        return _outcome(event)
+
+    def stream(
+        self,
+        pattern: Any,
+        data: Any,
+        *,
+        timeout: float | None | _Unset = _UNSET,
+        metadata: Any = None,
+    ) -> _StreamCall:
+        """Send a request and iterate its reply's values: ``async for v in client.stream(...)``.
+
+        ``timeout`` bounds the whole stream; leaving the loop early cancels the request.
+        """
+        return _StreamCall(self, (pattern, data, timeout, metadata))
+
+    async def emit(self, pattern: Any, data: Any, *, metadata: Any = None) -> None:
+        """Send an event (no reply); returns once the frame is handed to the socket."""
+        link = await self._ensure()
+        link.conn.emit(pattern, data, metadata=metadata)
+        await link.wait_sent(link.pump())
+
+    # -- closing ----------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connection; every pending call fails with ConnectionClosedError.
+
+        Returns once the connection's tasks are done. With ``async with`` the task
+        group closes when the block ends; after ``await client.connect()`` it closes
+        here, so call both from the same task.
+        """
+        self._closed = True
+        link = self._link
+        if link is not None:
+            if not link.conn.closed:
+                link.conn.close()
+                link.pump()
+            await link.done.wait()
+        self._set_status(ConnectionStatus.DISCONNECTED)
+        for listener in self._listeners:
+            listener.put(None)
+        if not self._in_context:
+            await self._exit_task_group(None, None, None)
+
+    async def _exit_task_group(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tg, self._tg = self._tg, None
+        if tg is not None:
+            await tg.__aexit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        self._in_context = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.aclose()
+        finally:
+            self._in_context = False
+            # Our tasks are done: exit without the body's exception, so that it
+            # propagates as is rather than wrapped in an exception group.
+            await self._exit_task_group(None, None, None)
+
+
+def connect(
+    host: str = "localhost",
+    port: int = 3000,
+    *,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    timeout: float | None = 30.0,
+    connect_timeout: float = 10.0,
+    retries: int = 0,
+    retry_delay: float = 0.1,
+    limits: Limits | None = None,
+    codec: Codec | None = None,
+    on_status: Callable[[ConnectionStatus], None] | None = None,
+) -> Client:
+    """A :class:`Client` for ``host:port``; ``async with`` it to connect and close.
+
+    ``timeout`` is the default per-call timeout (None waits forever); ``retries`` extra
+    connection attempts back off exponentially from ``retry_delay`` (capped at 2 s);
+    ``tls`` is a client ``ssl.SSLContext`` (``server_hostname`` defaults to ``host``).
+    """
+    return Client(
+        host,
+        port,
+        tls=tls,
+        server_hostname=server_hostname,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        retries=retries,
+        retry_delay=retry_delay,
+        limits=limits,
+        codec=codec,
+        on_status=on_status,
+    )

@@ -1,0 +1,346 @@
+"""The async server: a reader per connection, a task per request, events in order."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import ssl
+from collections.abc import Callable
+from contextlib import aclosing
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup
+from anyio.streams.tls import TLSStream
+
+from sansio_tcpmsg import (
+    Codec,
+    ConnectionClosed,
+    Context,
+    Event,
+    EventReceived,
+    Handler,
+    Limits,
+    PacketDropped,
+    ProtocolErrorOccurred,
+    RequestReceived,
+    Router,
+    RpcError,
+    ServerConnection,
+    UnserializableError,
+)
+
+from ._link import Link, Mailbox, close_stream
+
+__all__ = ["Server", "run", "serve"]
+
+logger = logging.getLogger("tcpmsg.server")
+
+_HANDSHAKE_TIMEOUT = 10.0
+_STREAMED = object()  # a handler's reply was streamed item by item
+_DONE = object()
+
+
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)
+    )
+
+
+class _ServerLink(Link[ServerConnection]):
+    def __init__(self, conn: ServerConnection, stream: ByteStream, server: Server) -> None:
+        super().__init__(conn, stream, self._dispatch, pause_reading=True)
+        self.server = server
+        self.tg: TaskGroup | None = None
+        self.events = Mailbox()
+        self.events_done = anyio.Event()
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, RequestReceived):
+            assert self.tg is not None
+            self.tg.start_soon(self.server._run_request, self, event)
+        elif isinstance(event, EventReceived):
+            self.events.put(event)
+        elif isinstance(event, ProtocolErrorOccurred):
+            logger.warning("protocol error from %s: %s", self.conn.peer, event.error)
+        elif isinstance(event, PacketDropped):
+            logger.debug("dropped a packet from %s: %s", self.conn.peer, event.reason)
+        elif isinstance(event, ConnectionClosed):
+            self.events.put(None)  # the event worker ends after what is queued
+
+
+class Server:
+    """A TCP microservice server for ``router`` (see :func:`serve`).
+
+    ``async with`` binds and serves in the background; leaving closes gracefully.
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        host: str = "localhost",
+        port: int = 3000,
+        *,
+        tls: ssl.SSLContext | None = None,
+        limits: Limits | None = None,
+        codec: Codec | None = None,
+        grace: float = 5.0,
+        max_workers: int = 64,
+    ) -> None:
+        self.router = router
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.limits = limits or Limits()
+        self.codec = codec
+        self.grace = grace
+        self._limiter = anyio.CapacityLimiter(max_workers)
+        self._tg: TaskGroup | None = None
+        self._listener: anyio.abc.Listener[SocketStream] | None = None
+        self._accepting: anyio.CancelScope | None = None
+        self._links: set[_ServerLink] = set()
+        self._active = 0
+        self._changed = anyio.Event()
+        self._closing = False
+        self._stopped = anyio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    # -- starting and stopping --------------------------------------------------------
+
+    async def __aenter__(self) -> Server:
+        listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+        self._listener = listener
+        self.port = listener.extra(SocketAttribute.local_port)
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        tg.start_soon(self._accept_all, listener.listeners)
+        logger.info("listening on %s:%s", self.host, self.port)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tg = self._tg
+        try:
+            await self.aclose()
+        finally:
+            if tg is not None:
+                self._tg = None
+                # Our tasks are done: exit without the body's exception, so that it
+                # propagates as is rather than wrapped in an exception group.
+                await tg.__aexit__(None, None, None)
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`aclose` (binding first if the server is not started)."""
+        if self._tg is None and not self._closing:
+            async with self:
+                await self._stopped.wait()
+        else:
+            await self._stopped.wait()
+
+    async def aclose(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish within ``grace`` seconds
+        (default: the server's), then close every connection and wait for them."""
+        if self._closing:
+            await self._stopped.wait()
+            return
+        self._closing = True
+        try:
+            if self._accepting is not None:
+                self._accepting.cancel()
+            if self._listener is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._listener.aclose()
+            with anyio.move_on_after(self.grace if grace is None else grace):
+                while any(link.conn.in_flight for link in self._links):
+                    await self._changed.wait()
+            for link in list(self._links):
+                link.conn.close()
+                link.pump()
+            while self._active:
+                await self._changed.wait()
+        finally:
+            self._stopped.set()
+            logger.info("server on %s:%s closed", self.host, self.port)
+
+    # -- connections ------------------------------------------------------------------
+
+    async def _accept_all(self, listeners: Any) -> None:
+        async with anyio.create_task_group() as tg:
+            self._accepting = tg.cancel_scope
+            for listener in listeners:
+                tg.start_soon(self._accept_loop, listener)
+
+    async def _accept_loop(self, listener: SocketListener) -> None:
+        assert self._tg is not None
+        while True:
+            try:
+                sock = await listener.accept()
+            except anyio.ClosedResourceError:
+                return
+            except (OSError, anyio.BrokenResourceError) as exc:
+                logger.warning("accept failed: %s", exc)
+                await anyio.sleep(0.1)
+                continue
+            cap = self.limits.max_connections
+            if cap is not None and self._active >= cap:
+                logger.warning("refused a connection: %d connections open", self._active)
+                self._tg.start_soon(close_stream, sock)
+                continue
+            self._active += 1
+            self._tg.start_soon(self._serve_connection, sock)
+
+    async def _serve_connection(self, sock: SocketStream) -> None:
+        peer = sock.extra(SocketAttribute.remote_address)
+        link: _ServerLink | None = None
+        try:
+            stream: ByteStream = sock
+            if self.tls is not None:
+                try:
+                    with anyio.fail_after(_HANDSHAKE_TIMEOUT):
+                        stream = await TLSStream.wrap(
+                            sock, server_side=True, ssl_context=self.tls, standard_compatible=False
+                        )
+                except Exception as exc:
+                    logger.warning("TLS handshake with %s failed: %r", peer, exc)
+                    return
+            conn = ServerConnection(self.router, peer=peer, limits=self.limits, codec=self.codec)
+            link = _ServerLink(conn, stream, self)
+            self._links.add(link)
+            logger.info("connection from %s opened", peer)
+            async with anyio.create_task_group() as tg:
+                link.tg = tg
+                tg.start_soon(self._event_worker, link)
+                await link.run()
+                with anyio.move_on_after(self.grace):
+                    await link.events_done.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            if link is None:
+                await close_stream(sock)
+            else:
+                self._links.discard(link)
+                logger.info("connection from %s closed", peer)
+            self._active -= 1
+            self._notify()
+
+    # -- handlers ---------------------------------------------------------------------
+
+    async def _call(
+        self, handler: Handler, data: Any, ctx: Context, on_item: Callable[[Any], None]
+    ) -> Any:
+        """Run a handler the way its kind asks; return its value or ``_STREAMED``."""
+        fn = inspect.unwrap(handler)
+        if inspect.isasyncgenfunction(fn):
+            async with aclosing(handler(data, ctx)) as agen:
+                async for item in agen:
+                    on_item(item)
+            return _STREAMED
+        if inspect.isgeneratorfunction(fn):
+            gen = handler(data, ctx)
+            while True:
+                item = await anyio.to_thread.run_sync(
+                    next, gen, _DONE, limiter=self._limiter, abandon_on_cancel=True
+                )
+                if item is _DONE:
+                    return _STREAMED
+                on_item(item)
+        if _is_async(fn):
+            return await handler(data, ctx)
+        result = await anyio.to_thread.run_sync(
+            handler, data, ctx, limiter=self._limiter, abandon_on_cancel=True
+        )
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _run_request(self, link: _ServerLink, event: RequestReceived) -> None:
+        conn, request_id = link.conn, event.request_id
+
+        def send_item(value: Any) -> None:
+            conn.send_item(request_id, value)
+            link.pump()
+
+        try:
+            result = await self._call(event.handler, event.data, event.context, send_item)
+        except Exception as exc:
+            if not isinstance(exc, RpcError):
+                logger.exception("handler for %r failed", event.context.route)
+            conn.fail(request_id, exc)
+        else:
+            try:
+                if result is _STREAMED:
+                    conn.end_stream(request_id)
+                else:
+                    conn.respond(request_id, result)
+            except UnserializableError:
+                logger.exception("handler for %r returned a value JSON cannot carry", event.context.route)
+        link.pump()
+        self._notify()
+
+    async def _event_worker(self, link: _ServerLink) -> None:
+        try:
+            while True:
+                event: EventReceived | None = await link.events.get()
+                if event is None:
+                    return
+                if not event.handlers:
+                    logger.warning("no event handler for %r", event.context.route)
+                for handler in event.handlers:
+                    try:
+                        await self._call(handler, event.data, event.context, _discard)
+                    except Exception:
+                        logger.exception("event handler for %r failed", event.context.route)
+        finally:
+            link.events_done.set()
+
+
+def _discard(item: Any) -> None:
+    pass
+
+
+def serve(
+    router: Router,
+    host: str = "localhost",
+    port: int = 3000,
+    *,
+    tls: ssl.SSLContext | None = None,
+    limits: Limits | None = None,
+    codec: Codec | None = None,
+    grace: float = 5.0,
+    max_workers: int = 64,
+) -> Server:
+    """A :class:`Server` for ``router`` on ``host:port`` (``port=0`` picks a free port).
+
+    ``tls`` is a server ``ssl.SSLContext`` (mutual TLS when it requires client
+    certificates); ``max_workers`` bounds the threads running plain-function handlers.
+    """
+    return Server(
+        router, host, port, tls=tls, limits=limits, codec=codec, grace=grace, max_workers=max_workers
+    )
+
+
+async def run(
+    router: Router,
+    host: str = "localhost",
+    port: int = 3000,
+    *,
+    tls: ssl.SSLContext | None = None,
+    limits: Limits | None = None,
+    codec: Codec | None = None,
+    grace: float = 5.0,
+    max_workers: int = 64,
+) -> None:
+    """Serve ``router`` until cancelled: ``anyio.run(tcpmsg_anyio.run, router)``."""
+    server = serve(
+        router, host, port, tls=tls, limits=limits, codec=codec, grace=grace, max_workers=max_workers
+    )
+    await server.serve_forever()
