@@ -217,3 +217,10 @@ def client_ctx(certs: Path, cert: str | None = None, ca: str = "ca") -> ssl.SSLC
     if cert:
         ctx.load_cert_chain(certs / f"{cert}.pem", certs / f"{cert}.key")
     return ctx
+
+
+@pytest.fixture(autouse=True)
+def _revive_binding(request):
+    if "binding" in request.fixturenames:
+        request.getfixturevalue("binding").revive()
+    yield

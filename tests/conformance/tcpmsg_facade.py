@@ -152,6 +152,10 @@ class Client:
     def close(self) -> None:
         self.raw.close()
 
+    def close_elsewhere(self) -> None:
+        """Close from another thread (greenlet on gevent) than the one that connected."""
+        self.binding.spawn(self.raw.close).result(10)
+
     def concurrent_sends(self, calls: list[tuple[Any, Any, dict]], timeout: float = 30) -> list[tuple[str, Any]]:
         """Run every (pattern, data, kw) at once; [("ok", value) | ("err", exc)] in order."""
 
@@ -225,6 +229,10 @@ class AnyioClient(Client):
         self.portal.call(self.raw.connect)
 
     def close(self) -> None:
+        self.portal.call(self.raw.aclose)
+
+    def close_elsewhere(self) -> None:
+        """``await client.aclose()`` from another task than the one that connected."""
         self.portal.call(self.raw.aclose)
 
     def concurrent_sends(self, calls: list[tuple[Any, Any, dict]], timeout: float = 30) -> list[tuple[str, Any]]:
@@ -383,6 +391,9 @@ class Binding:
     def shutdown(self) -> None:
         pass
 
+    def revive(self) -> None:
+        pass
+
 
 class GeventBinding(Binding):
     def sleep(self, seconds: float) -> None:
@@ -475,6 +486,17 @@ class AnyioBinding(Binding):
         with contextlib.suppress(Exception):
             self._portal_cm.__exit__(None, None, None)
 
+    def revive(self) -> None:
+        """A crashed portal would fail every later test: start a new one (and say so)."""
+        try:
+            self.portal.call(_as_async(lambda: None))
+        except RuntimeError:
+            from anyio.from_thread import start_blocking_portal
+
+            print(f"tcpmsg conformance: the {self.backend} portal had stopped; restarted it")
+            self._portal_cm = start_blocking_portal(self.backend)
+            self.portal = self._portal_cm.__enter__()
+
     def adapt_message(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         import anyio
 
@@ -520,27 +542,83 @@ class AnyioBinding(Binding):
 
         return self.portal.call(_as_async(count))
 
+    def _owned(self, make: Callable[[], Any], enter: str, leave: str) -> tuple[Any, Callable[..., None]]:
+        """Enter and leave an async object in ONE owner task, as a program does.
+
+        The owner task makes the object (inside the loop), awaits ``enter``, then waits
+        for the facade's close to await ``leave`` (with ``**kw``) and ``__aexit__``.
+        Calls made meanwhile (``send``, ...) run in other tasks of the same loop.
+        """
+        import anyio
+
+        portal = self.portal
+
+        async def owner(*, task_status: Any) -> None:
+            obj = make()
+            close_event = anyio.Event()
+            box: dict[str, Any] = {}
+            if enter == "__aenter__":
+                async with obj as entered:
+                    task_status.started((entered, close_event, box))
+                    await close_event.wait()
+                    if box.get("explicit"):
+                        await getattr(entered, leave)(**box.get("kw", {}))
+            else:
+                await getattr(obj, enter)()
+                task_status.started((obj, close_event, box))
+                await close_event.wait()
+                await getattr(obj, leave)(**box.get("kw", {}))
+
+        future, (obj, close_event, box) = portal.start_task(owner)
+
+        def close(explicit: bool = True, **kw: Any) -> None:
+            if not future.done():
+                box["explicit"] = explicit
+                box["kw"] = kw
+                with contextlib.suppress(RuntimeError):  # portal already gone
+                    portal.call(close_event.set)
+            future.result(30)
+
+        return obj, close
+
     def client(self, port: int, **kw: Any) -> Client:
         statuses, kw = self._client_kwargs(port, kw)
-        raw = self.portal.call(_as_async(lambda: self.mod.connect(**kw)))
-        return AnyioClient(self, raw, statuses)
+        facade: dict[str, Any] = {}
+
+        def connect() -> None:
+            raw, close = self._owned(lambda: self.mod.connect(**kw), "connect", "aclose")
+            c.raw, facade["close"] = raw, close
+
+        def close() -> None:
+            if "close" in facade:
+                facade["close"]()
+
+        c = AnyioClient(self, None, statuses)
+        c.connect = connect  # type: ignore[method-assign]
+        c.close = close  # type: ignore[method-assign]
+        return c
 
     @contextlib.contextmanager
     def connect(self, port: int, **kw: Any) -> Iterator[Client]:
         statuses, kw = self._client_kwargs(port, kw)
-        cm = self.portal.call(_as_async(lambda: self.mod.connect(**kw)))
-        with self.portal.wrap_async_context_manager(cm) as raw:
-            yield AnyioClient(self, raw, statuses)
+        raw, close = self._owned(lambda: self.mod.connect(**kw), "__aenter__", "aclose")
+        c = AnyioClient(self, raw, statuses)
+        c.close = lambda: close(True)  # type: ignore[method-assign]
+        try:
+            yield c
+        finally:
+            close(False)
 
     @contextlib.contextmanager
     def serve(self, router: Any = None, **kw: Any) -> Iterator[Server]:
         kw.setdefault("host", HOST)
         kw.setdefault("port", 0)
         router = router or self.router()
-        cm = self.portal.call(_as_async(lambda: self.mod.serve(router, **kw)))
-        with self.portal.wrap_async_context_manager(cm) as raw:
-            portal = self.portal
-            yield Server(raw, lambda grace: portal.call(functools.partial(raw.aclose, grace=grace)))
+        raw, close = self._owned(lambda: self.mod.serve(router, **kw), "__aenter__", "aclose")
+        try:
+            yield Server(raw, lambda grace: close(True, grace=grace))
+        finally:
+            close(False)
 
 
 def _as_async(fn: Callable[[], Any]) -> Callable[[], Any]:

@@ -194,3 +194,14 @@ def test_connect_retries_give_up_with_oserror_after_backoff(binding):
     elapsed = time.monotonic() - t0
     # 3 retries after 0.1, 0.2, 0.4 s: about 0.7 s of backoff
     assert 0.55 <= elapsed < 3, elapsed
+
+
+def test_close_from_another_task_or_thread(binding, server):
+    """A client shared by many tasks may be closed by any of them (a shutdown handler)."""
+    with binding.connect(server.port, timeout=None) as c:
+        call = binding.spawn(c.send, "slow", 5)
+        binding.sleep(0.3)
+        c.close_elsewhere()
+        with pytest.raises(st.ConnectionClosedError):
+            call.result(timeout=3)
+        assert c.status == DISCONNECTED
