@@ -338,3 +338,70 @@ async def test_mutual_tls(tmp_path: Path) -> None:
                     await bad.send("echo", 1)
             async with tcpmsg_anyio.connect("127.0.0.1", server.port, tls=client_ctx) as client:
                 assert await client.send("echo", "again") == "again"
+
+
+# -- faults and limits ----------------------------------------------------------------
+
+
+async def _expect_dropped(port: int, payload: bytes) -> None:
+    """A raw peer sending ``payload`` is disconnected by the server."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as raw:
+        await raw.send(payload)
+        with anyio.fail_after(3):
+            try:
+                while True:
+                    await raw.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+
+
+async def test_bad_peers_lose_only_their_connection() -> None:
+    router, _, _ = make_router()
+    limits = tcpmsg_anyio.Limits(incomplete_frame_timeout=0.2, max_connections=2)
+    with anyio.fail_after(LIMIT):
+        async with tcpmsg_anyio.serve(router, "127.0.0.1", 0, limits=limits) as server:
+            async with tcpmsg_anyio.connect("127.0.0.1", server.port) as client:
+                await _expect_dropped(server.port, b"ab#{}")  # corrupted length
+                await _expect_dropped(server.port, b"3#{x}")  # invalid JSON
+                await _expect_dropped(server.port, b'100#{"pattern":')  # silent mid-frame
+                async with await anyio.connect_tcp("127.0.0.1", server.port):
+                    await _expect_dropped(server.port, b"")  # over max_connections
+                assert await client.send("echo", "still here") == "still here"
+
+
+async def test_peer_that_never_reads_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    router, _, _ = make_router()
+
+    @router.message("big")
+    async def big(n: int) -> str:
+        return "x" * n
+
+    limits = tcpmsg_anyio.Limits(max_send_buffer_size=1_000_000)
+    frame = b'38#{"pattern":"big","data":200000,"id":1}'
+    with anyio.fail_after(LIMIT):
+        async with tcpmsg_anyio.serve(router, "127.0.0.1", 0, limits=limits) as server:
+            async with await anyio.connect_tcp("127.0.0.1", server.port) as raw:
+                await raw.send(frame * 100)
+                while "SendBufferExceeded" not in caplog.text and "does not read" not in caplog.text:
+                    await anyio.sleep(0.05)
+            async with tcpmsg_anyio.connect("127.0.0.1", server.port) as client:
+                assert await client.send("echo", 1) == 1
+
+
+async def test_graceful_close_lets_in_flight_requests_finish() -> None:
+    router, _, _ = make_router()
+    results: list[Any] = []
+    with anyio.fail_after(LIMIT):
+        async with tcpmsg_anyio.serve(router, "127.0.0.1", 0) as server:
+            async with tcpmsg_anyio.connect("127.0.0.1", server.port) as client:
+                async with anyio.create_task_group() as tg:
+
+                    async def call() -> None:
+                        results.append(await client.send("slow", 0.2))
+
+                    tg.start_soon(call)
+                    await anyio.sleep(0.05)
+                    await server.aclose(grace=2)
+                    with pytest.raises(OSError):
+                        await client.send("echo", 1)  # nobody listens any more
+    assert results == ["late"]
