@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import ipaddress
+import re
 import ssl
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -32,11 +34,31 @@ pytestmark = pytest.mark.anyio
 LIMIT = 10  # seconds any single test may wait for anything
 
 
+def _trio_unusable() -> str | None:
+    """Why anyio cannot drive the installed trio, if it cannot (anyio 4.16 needs trio>=0.32)."""
+    try:
+        have = importlib.metadata.version("trio")
+    except importlib.metadata.PackageNotFoundError:
+        return "trio is not installed"
+    for req in importlib.metadata.requires("anyio") or ():
+        match = re.match(r"trio\s*>=\s*([\d.]+)", req)
+        if match:
+            need = match.group(1)
+            if [int(x) for x in have.split(".")[:2]] < [int(x) for x in need.split(".")[:2]]:
+                return f"anyio needs trio>={need}, trio {have} is installed"
+    return None
+
+
+_TRIO_SKIP = _trio_unusable()
+
+
 @pytest.fixture(
     params=[
         pytest.param("asyncio", id="asyncio"),
         pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
-        pytest.param("trio", id="trio"),
+        pytest.param(
+            "trio", id="trio", marks=pytest.mark.skipif(_TRIO_SKIP is not None, reason=str(_TRIO_SKIP))
+        ),
     ]
 )
 def anyio_backend(request: pytest.FixtureRequest) -> Any:

@@ -50,7 +50,7 @@ _UNSET = _Unset.UNSET
 
 class _ClientLink(Link[ClientConnection]):
     def __init__(self, conn: ClientConnection, stream: ByteStream, client: Client) -> None:
-        super().__init__(conn, stream, self._dispatch, pause_reading=False)
+        super().__init__(conn, stream, self._dispatch, pause_reading=False, log=logger)
         self.client = client
         self.waiters: dict[str, _Mailbox] = {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from collections.abc import Callable
@@ -77,8 +78,10 @@ class Link(Generic[C]):
         on_event: Callable[[Event], None],
         *,
         pause_reading: bool,
+        log: logging.Logger,
     ) -> None:
         self.conn = conn
+        self._log = log
         self.stream = stream
         self._on_event = on_event
         self._pause_reading = pause_reading
@@ -141,6 +144,12 @@ class Link(Generic[C]):
                     while self.buffered:
                         await self._progress.wait()
                 tg.cancel_scope.cancel()
+        except Exception:  # a bug must cost this connection only, not its task group
+            self._log.exception("connection failed")
+            if not self.conn.closed:
+                self.conn.close()
+                for event in self.conn.events_received():
+                    self._on_event(event)
         finally:
             self.finished = True
             self._notify()

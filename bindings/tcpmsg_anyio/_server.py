@@ -50,7 +50,7 @@ def _is_async(fn: Any) -> bool:
 
 class _ServerLink(Link[ServerConnection]):
     def __init__(self, conn: ServerConnection, stream: ByteStream, server: Server) -> None:
-        super().__init__(conn, stream, self._dispatch, pause_reading=True)
+        super().__init__(conn, stream, self._dispatch, pause_reading=True, log=logger)
         self.server = server
         self.tg: TaskGroup | None = None
         self.events = Mailbox()
