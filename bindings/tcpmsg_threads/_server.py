@@ -21,7 +21,6 @@ from sansio_tcpmsg import (
     RpcError,
     ServerConnection,
     TcpMsgError,
-    UnserializableError,
 )
 
 from ._backend import Backend, Pool, Task
@@ -178,25 +177,21 @@ class _Peer:
         request_id, conn = ev.request_id, self.conn
         try:
             result = ev.handler(ev.data, ev.context)
-            if isinstance(result, Generator):
-                try:
-                    for item in result:
-                        self.core(conn.send_item, request_id, item)
-                        if conn.closed:
-                            break
-                finally:
-                    result.close()
-                self.core(conn.end_stream, request_id)
+            if not isinstance(result, Generator):
+                self.core(conn.respond, request_id, result)
                 return
+            try:
+                for item in result:
+                    self.core(conn.send_item, request_id, item)
+                    if conn.closed:
+                        break
+            finally:
+                result.close()
+            self.core(conn.end_stream, request_id)
         except Exception as exc:
             if not isinstance(exc, RpcError):
                 log.exception("handler for %r failed", ev.context.route)
             self.core(conn.fail, request_id, exc)
-            return
-        try:
-            self.core(conn.respond, request_id, result)
-        except UnserializableError as exc:
-            log.error("reply of handler for %r cannot be sent: %s", ev.context.route, exc)
 
     def _run_events(self) -> None:
         while True:
