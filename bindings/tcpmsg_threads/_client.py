@@ -193,7 +193,8 @@ class Client:
     def _read_loop(self, session: _Session) -> None:
         conn, sock, b = session.conn, session.sock, self._b
         while not conn.closed:
-            timer = conn.get_timer()
+            with self._lock:
+                timer = conn.get_timer()
             try:
                 if not b.wait_readable(sock, None if timer is None else timer - b.monotonic()):
                     self._core(session, conn.handle_timer, b.monotonic())
