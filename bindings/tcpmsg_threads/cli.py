@@ -381,6 +381,8 @@ def _calling(args: argparse.Namespace) -> Iterator[None]:
         raise CliError(f"cannot send that: {exc}") from None
     except TcpMsgError as exc:
         raise CliError(f"{type(exc).__name__}: {exc}", EXIT_CONNECTION) from None
+    except BrokenPipeError:
+        raise  # our stdout went away (e.g. piped into head): main() ends quietly
     except OSError as exc:
         raise CliError(f"connection failed: {_oserror_text(exc)}", EXIT_CONNECTION) from None
 
@@ -611,7 +613,10 @@ class _Relay:
             text = chunk.decode("utf-8", "backslashreplace")
         with self._lock:
             if not self._closed:
-                _print(f"    {label}  {text}")
+                try:
+                    _print(f"    {label}  {text}")
+                except (OSError, ValueError):
+                    self._closed = True  # stdout went away: keep relaying, stop printing
 
     def close(self) -> None:
         with self._lock:
@@ -643,7 +648,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             _print(f"tcpmsg demo: the example service listens on 127.0.0.1:{server.port};")
             _print(f"the client talks to it through a relay on 127.0.0.1:{relay.port} that prints each write.")
             _print("Frames are <N>#<json>, N = the JSON text's length in UTF-16 code units.")
-            with tcpmsg_threads.connect("127.0.0.1", relay.port, tls=client_context, timeout=10.0) as client:
+            with _calling(args), tcpmsg_threads.connect("127.0.0.1", relay.port, tls=client_context, timeout=10.0) as client:
                 _print("")
                 _print('1. a request with one reply: send({"cmd": "sum"}, [1, 2, 3])')
                 _print(f"    reply: {_dumps(client.send({'cmd': 'sum'}, [1, 2, 3]))}")
