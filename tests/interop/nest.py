@@ -348,7 +348,8 @@ class NestClient(_Base):
         c = dict(cmd)
         if "tag" not in c:
             c["tag"] = self._tag()
-        line = (json.dumps(c, ensure_ascii=False) + "\n").encode("utf-8")
+        # ASCII escapes: also carries lone surrogates, which UTF-8 cannot encode
+        line = (json.dumps(c, ensure_ascii=True) + "\n").encode("ascii")
         with self._write_lock:
             self.proc.stdin.write(line)
             self.proc.stdin.flush()
