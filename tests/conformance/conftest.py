@@ -51,7 +51,7 @@ def binding():
 
 @pytest.fixture
 def server(binding):
-    with binding.serve() as s:
+    with binding.serve(grace=1.0) as s:
         yield s
 
 
