@@ -1,0 +1,506 @@
+"""Benchmarks of sansio-tcpmsg against NestJS 12, in the same run, on loopback.
+
+    python bench/run.py [--duration S] [--repeat N] [--quick] [--only PAIRS]
+
+Every pair is a server process and a load-driver process (so the server's RSS is its
+own): for each repetition, each pair is started fresh, then every cell (payload small /
+1k / 64k x concurrency 1 / 64, pattern ``echo``) is driven for ``--duration`` seconds
+after a short warm-up. The server's peak RSS (VmHWM) is reset before each cell and read
+after it. Medians over the repetitions are reported, each also as a ratio to the
+NestJS-client -> NestJS-server figure of the same cell in the same run. Then the framer
+alone (``bench/framer.py`` and ``bench/js/framer.js``).
+
+Writes ``bench/results/bench-<stamp>.json`` and ``.md`` (and ``latest.json`` /
+``latest.md``) and prints the Markdown.
+
+``--only`` takes comma-separated pair names or shell patterns, client->server, e.g.
+``--only 'nest->anyio-*,anyio-asyncio->nest'``; ``nest->nest`` is always run (it is the
+baseline). Names: ``nest``, ``anyio-asyncio`` (uvloop when installed), ``anyio-trio``,
+``gevent``, ``threads``, ``raw`` (server only: ``bench/raw_server.py``). ``--only none``
+runs the framer alone; ``--no-framer`` skips it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import fnmatch
+import json
+import os
+import platform
+import queue
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import _common
+from _common import BENCH, BINDINGS, CONCURRENCIES, NEST_MAJOR, PAYLOADS, REPO
+
+RESULTS = BENCH / "results"
+BASELINE = "nest->nest"
+METRICS = ("rps", "p50_ms", "p99_ms", "rss_mib")
+
+
+def all_pairs() -> list[tuple[str, str]]:
+    pairs = [("nest", "nest")]
+    pairs += [("nest", b) for b in BINDINGS]
+    pairs += [(b, "nest") for b in BINDINGS]
+    pairs += [(b, b) for b in BINDINGS]
+    pairs += [("nest", "raw")]
+    return pairs
+
+
+def pair_name(client: str, server: str) -> str:
+    return f"{client}->{server}"
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def nest_modules() -> Path:
+    sys.path.insert(0, str(REPO / "tests" / "interop"))
+    import nest  # tests/interop/nest.py
+
+    return nest.ensure_installed(NEST_MAJOR)
+
+
+def _readline(stream: IO[bytes], timeout: float) -> bytes | None:
+    box: queue.Queue[bytes] = queue.Queue()
+    threading.Thread(target=lambda: box.put(stream.readline()), daemon=True).start()
+    try:
+        return box.get(timeout=timeout)
+    except queue.Empty:
+        return None
+
+
+class Proc:
+    """A child process speaking lines on stdin/stdout; stderr kept in a temp file."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], label: str) -> None:
+        self.label = label
+        self.err = tempfile.TemporaryFile()
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
+                                  env=env, cwd=str(REPO))
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def stderr_tail(self, n: int = 1500) -> str:
+        self.err.seek(0)
+        return self.err.read().decode("utf-8", "replace")[-n:]
+
+    def readline(self, timeout: float) -> str:
+        assert self.p.stdout is not None
+        line = _readline(self.p.stdout, timeout)
+        if not line:
+            why = "timed out" if line is None else "exited"
+            raise RuntimeError(f"{self.label} {why}; stderr:\n{self.stderr_tail()}")
+        return line.decode().strip()
+
+    def writeline(self, text: str) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(text.encode() + b"\n")
+        self.p.stdin.flush()
+
+    def stop(self) -> None:
+        """Close stdin, SIGTERM by pid, kill after a grace period."""
+        if self.p.poll() is None:
+            try:
+                if self.p.stdin is not None:
+                    self.p.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.p.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                try:
+                    self.p.send_signal(signal.SIGTERM)
+                    self.p.wait(timeout=3.0)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    self.p.kill()
+                    self.p.wait(timeout=5.0)
+        for f in (self.p.stdout, self.p.stdin):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:
+                pass
+        self.err.close()
+
+
+def reset_peak_rss(pid: int) -> None:
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def start_server(kind: str, env_node: dict[str, str], env_py: dict[str, str]) -> tuple[Proc, int]:
+    if kind == "nest":
+        proc = Proc([node(), str(BENCH / "js" / "server.js")], env_node, "NestJS server")
+    elif kind == "raw":
+        proc = Proc([sys.executable, str(BENCH / "raw_server.py")], env_py, "raw server")
+    else:
+        proc = Proc([sys.executable, str(BENCH / "server.py"), "--binding", kind], env_py, f"{kind} server")
+    try:
+        line = proc.readline(30.0)
+        if not line.startswith("LISTENING "):
+            raise RuntimeError(f"{proc.label}: unexpected {line!r}")
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, int(line.split()[1])
+
+
+def start_driver(kind: str, port: int, env_node: dict[str, str], env_py: dict[str, str]) -> Proc:
+    if kind == "nest":
+        env = dict(env_node, PORT=str(port), HOST="127.0.0.1")
+        proc = Proc([node(), str(BENCH / "js" / "load.js")], env, "NestJS load driver")
+    else:
+        proc = Proc([sys.executable, str(BENCH / "load.py"), "--binding", kind, "--port", str(port)], env_py,
+                    f"{kind} load driver")
+    try:
+        line = proc.readline(30.0)
+        if line != "READY":
+            raise RuntimeError(f"{proc.label}: unexpected {line!r}")
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
+
+
+def node() -> str:
+    path = shutil.which("node")
+    if path is None:
+        raise SystemExit("node is required (NestJS baseline)")
+    return path
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_pair(client: str, server: str, cells: list[tuple[str, int]], args: argparse.Namespace,
+             env_node: dict[str, str], env_py: dict[str, str]) -> dict[str, Any]:
+    """Start one server and one driver; measure every cell. {cell_key: result}."""
+    out: dict[str, Any] = {}
+    srv, port = start_server(server, env_node, env_py)
+    drv = None
+    try:
+        drv = start_driver(client, port, env_node, env_py)
+        for i, (payload, conc) in enumerate(cells):
+            key = f"{payload}/c{conc}"
+            # the first cell of a fresh pair also warms up the JIT / caches of both processes
+            warmup = max(args.warmup, args.first_warmup) if i == 0 else args.warmup
+            reset_peak_rss(srv.pid)
+            drv.writeline(json.dumps({"concurrency": conc, "payload": payload, "duration": args.duration,
+                                      "warmup": warmup}))
+            res = json.loads(drv.readline(args.duration + warmup + 60.0))
+            res["rss_mib"] = peak_rss_mib(srv.pid)
+            if srv.p.poll() is not None:
+                raise RuntimeError(f"{srv.label} died; stderr:\n{srv.stderr_tail()}")
+            out[key] = res
+    finally:
+        if drv is not None:
+            drv.stop()
+        srv.stop()
+    return out
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def aggregate(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Medians per pair and cell, plus ratios to the baseline's medians."""
+    med: dict[str, dict[str, dict[str, Any]]] = {}
+    for pair, cells in raw.items():
+        med[pair] = {}
+        for key, reps in cells.items():
+            ok = [r for r in reps if "error" not in r]
+            m: dict[str, Any] = {"reps": len(ok), "errors": sum(int(r.get("errors", 0)) for r in ok)}
+            for metric in METRICS:
+                m[metric] = median_or_none([r.get(metric) for r in ok])
+            med[pair][key] = m
+    base = med.get(BASELINE, {})
+    for pair, cells in med.items():
+        for key, m in cells.items():
+            b = base.get(key, {})
+            m["ratio"] = {
+                metric: (m[metric] / b[metric] if m.get(metric) is not None and b.get(metric) else None)
+                for metric in METRICS
+            }
+    return med
+
+
+def run_framer(args: argparse.Namespace, env_node: dict[str, str], env_py: dict[str, str]) -> dict[str, Any]:
+    flags = ["--quick"] if args.quick else []
+    py = subprocess.run([sys.executable, str(BENCH / "framer.py"), "--json", *flags], env=env_py,
+                        capture_output=True, text=True, timeout=600, cwd=str(REPO))
+    js = subprocess.run([node(), str(BENCH / "js" / "framer.js"), *flags], env=env_node,
+                        capture_output=True, text=True, timeout=600, cwd=str(REPO))
+    out: dict[str, Any] = {}
+    for name, proc in (("ours", py), ("nest", js)):
+        if proc.returncode != 0:
+            out[name] = {"error": proc.stderr[-2000:]}
+        else:
+            out[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def machine_info(nest_path: Path) -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str] = {}
+    from importlib import metadata
+
+    for dist in ("anyio", "trio", "gevent", "uvloop"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    try:
+        ms = json.loads((nest_path / "@nestjs" / "microservices" / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        ms = "?"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sansio_tcpmsg", "bindings"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "?", ""
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    node_v = subprocess.run([node(), "--version"], capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory": mem, "os": platform.platform(),
+        "python": platform.python_version(), "node": node_v, "nestjs_microservices": ms,
+        "packages": versions, "commit": commit + ("+dirty" if dirty else ""),
+    }
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    if v is None:
+        return "—"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 100:
+        return f"{v:.0f}"
+    return f"{v:.{digits}f}"
+
+
+def _ratio(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    med = report["results"]
+    cells = [f"{p}/c{c}" for p in report["config"]["payloads"] for c in report["config"]["concurrencies"]]
+    cfg = report["config"]
+    m = report["machine"]
+    lines = [
+        f"# sansio-tcpmsg benchmarks ({report['started']})",
+        "",
+        f"Command: `{cfg['command']}` — {cfg['duration']} s per cell after {cfg['warmup']} s warm-up "
+        f"({cfg['first_warmup']} s for the first cell of each fresh server/driver pair), "
+        f"median of {cfg['repeat']} repetition(s).",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; {m['os']}; Python {m['python']}, "
+        f"Node {m['node']}, @nestjs/microservices {m['nestjs_microservices']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+        + f"; commit {m['commit']}.",
+        "",
+        "Pairs are `client->server`. `nest` = NestJS 12 (`ClientTCP` / `ServerTCP`); `raw` = "
+        "`bench/raw_server.py` (the framework-free asyncio ceiling). Ratios (×) are to "
+        f"`{BASELINE}` in the same cell of this run: for req/s higher is better, for latency and "
+        "RSS lower is better. RSS = peak resident memory of the server process during the cell.",
+        "",
+        "## Requests/s as a ratio to NestJS → NestJS",
+        "",
+        "| pair | " + " | ".join(cells) + " |",
+        "| --- | " + " | ".join("---:" for _ in cells) + " |",
+    ]
+    for pair, by_cell in med.items():
+        row = [_ratio(by_cell.get(c, {}).get("ratio", {}).get("rps")) for c in cells]
+        base_row = [_fmt(by_cell.get(c, {}).get("rps")) for c in cells]
+        lines.append(f"| {pair} | " + " | ".join(base_row if pair == BASELINE else row) + " |")
+    lines += ["", f"(The `{BASELINE}` row shows its absolute req/s.)", "", "## All figures", "",
+              "| pair | payload | c | req/s | × | p50 ms | × | p99 ms | × | server RSS MiB | × |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for pair, by_cell in med.items():
+        for c in cells:
+            r = by_cell.get(c)
+            if r is None:
+                continue
+            payload, conc = c.split("/c")
+            rt = r["ratio"]
+            err = f" ({r['errors']} errors)" if r.get("errors") else ""
+            if not r["reps"]:
+                lines.append(f"| {pair} | {payload} | {conc} | failed | | | | | | | |")
+                continue
+            lines.append(
+                f"| {pair} | {payload} | {conc} | {_fmt(r['rps'])}{err} | {_ratio(rt['rps'])} | "
+                f"{_fmt(r['p50_ms'], 3)} | {_ratio(rt['p50_ms'])} | {_fmt(r['p99_ms'], 3)} | "
+                f"{_ratio(rt['p99_ms'])} | {_fmt(r['rss_mib'], 1)} | {_ratio(rt['rss_mib'])} |"
+            )
+    if report.get("failures"):
+        lines += ["", "## Failures", ""]
+        for f in report["failures"]:
+            first = f["error"].strip().splitlines()
+            lines.append(f"- rep {f['rep']} `{f['pair']}`: {first[0] if first else ''} "
+                         f"{' '.join(first[-1:]) if len(first) > 1 else ''}")
+    fr = report.get("framer")
+    if fr:
+        lines += ["", "## Framer alone (decode only, MB/s of wire bytes; best of runs)", ""]
+        lines += framer_markdown(fr)
+    return "\n".join(lines) + "\n"
+
+
+def framer_markdown(fr: dict[str, Any]) -> list[str]:
+    ours, nest = fr.get("ours", {}), fr.get("nest", {})
+    out = ["| case | bytes | ours MB/s | JsonSocket MB/s | ours / JsonSocket |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, o in ours.get("cases", {}).items():
+        n = nest.get("cases", {}).get(name, {})
+        ratio = (o["mb_s"] / n["mb_s"]) if n.get("mb_s") else None
+        out.append(f"| {name} | {o['bytes']:,} | {o['mb_s']:.1f} | {_fmt(n.get('mb_s'), 1)} | {_ratio(ratio)} |")
+    out += ["", "Linearity (time ratio of the bigger input to the smaller; linear = the size ratio):", "",
+            "| check | expected | ours | JsonSocket |", "| --- | ---: | ---: | ---: |"]
+    for name, o in ours.get("linearity", {}).items():
+        n = nest.get("linearity", {}).get(name, {})
+        out.append(f"| {name} | {o['expected']:.0f} | {o['ratio']:.2f} | {_fmt(n.get('ratio'))} |")
+    for side, d in (("ours", ours), ("nest", nest)):
+        if "error" in d:
+            out.append(f"\n{side} framer failed: `{d['error'].strip().splitlines()[-1:]}`")
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=None, help="seconds measured per cell (default 1.2; quick 0.3)")
+    ap.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per cell (default 0.3)")
+    ap.add_argument("--repeat", type=int, default=None, help="repetitions, medians reported (default 3; quick 1)")
+    ap.add_argument("--quick", action="store_true", help="a short smoke run (under a minute)")
+    ap.add_argument("--only", default=None, help="comma-separated pairs or patterns, e.g. 'nest->anyio-*'")
+    ap.add_argument("--payloads", default=",".join(PAYLOADS))
+    ap.add_argument("--concurrency", default=",".join(map(str, CONCURRENCIES)))
+    ap.add_argument("--no-framer", action="store_true")
+    ap.add_argument("--list", action="store_true", help="list the pairs and exit")
+    args = ap.parse_args()
+    args.duration = args.duration if args.duration is not None else (0.3 if args.quick else 1.2)
+    args.first_warmup = 0.5 if args.quick else 1.0
+    args.warmup = args.warmup if args.warmup is not None else (0.1 if args.quick else 0.3)
+    args.repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
+
+    pairs = all_pairs()
+    if args.list:
+        print("\n".join(pair_name(*p) for p in pairs))
+        return
+    if args.only is not None:
+        pats = [p.strip() for p in args.only.split(",") if p.strip()]
+        if pats == ["none"]:
+            pairs = []
+        else:
+            chosen = [p for p in pairs if any(fnmatch.fnmatchcase(pair_name(*p), pat) for pat in pats)]
+            if not chosen:
+                raise SystemExit(f"--only {args.only!r} matches no pair; see --list")
+            pairs = [("nest", "nest")] + [p for p in chosen if p != ("nest", "nest")]
+    payloads = [p for p in args.payloads.split(",") if p]
+    concs = [int(c) for c in args.concurrency.split(",") if c]
+    cells = [(p, c) for p in payloads for c in concs]
+
+    nest_path = nest_modules()
+    env_node = dict(os.environ, NODE_PATH=str(nest_path), NODE_NO_WARNINGS="1")
+    env_py = _common.python_env()
+    started = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    t_start = time.monotonic()
+
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {pair_name(*p): {} for p in pairs}
+    failures: list[dict[str, Any]] = []
+    for rep in range(args.repeat):
+        for client, server in pairs:
+            name = pair_name(client, server)
+            t0 = time.monotonic()
+            try:
+                res = run_pair(client, server, cells, args, env_node, env_py)
+            except Exception as exc:  # one broken pair must not stop the run
+                failures.append({"rep": rep + 1, "pair": name, "error": str(exc)})
+                print(f"[rep {rep + 1}] {name}: FAILED {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+                for payload, conc in cells:
+                    raw[name].setdefault(f"{payload}/c{conc}", []).append({"error": str(exc)})
+                continue
+            for key, r in res.items():
+                raw[name].setdefault(key, []).append(r)
+            summary = "  ".join(f"{k} {r['rps']:.0f}/s" for k, r in res.items())
+            print(f"[rep {rep + 1}] {name} ({time.monotonic() - t0:.1f} s): {summary}", file=sys.stderr)
+
+    framer = None
+    if not args.no_framer:
+        print("framer ...", file=sys.stderr)
+        framer = run_framer(args, env_node, env_py)
+
+    argv = " ".join(sys.argv[1:])
+    report = {
+        "started": started,
+        "elapsed_s": round(time.monotonic() - t_start, 1),
+        "config": {
+            "command": ("python bench/run.py " + argv).strip(),
+            "duration": args.duration, "warmup": args.warmup, "first_warmup": args.first_warmup,
+            "repeat": args.repeat,
+            "payloads": payloads, "concurrencies": concs, "pattern": "echo",
+        },
+        "machine": machine_info(nest_path),
+        "baseline": BASELINE,
+        "results": aggregate(raw),
+        "raw": raw,
+        "failures": failures,
+        "framer": framer,
+    }
+    md = markdown(report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for base in (f"bench-{stamp}", "latest"):
+        (RESULTS / f"{base}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (RESULTS / f"{base}.md").write_text(md)
+    print(md)
+    print(f"Wrote {RESULTS / f'bench-{stamp}.md'} and .json ({report['elapsed_s']} s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

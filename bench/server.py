@@ -1,0 +1,77 @@
+"""One of our servers with an ``echo`` handler, for the benchmarks.
+
+    python bench/server.py --binding anyio-asyncio|anyio-trio|gevent|threads [--port 0]
+
+Prints ``LISTENING <port>`` once bound, then serves until killed (SIGTERM).
+``anyio-asyncio`` uses uvloop when it is installed (``--no-uvloop`` to turn it off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import _common  # noqa: F401  (import paths)
+from sansio_tcpmsg import Router
+
+
+def _listening(port: int) -> None:
+    sys.stdout.write(f"LISTENING {port}\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binding", required=True, choices=_common.BINDINGS)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--no-uvloop", action="store_true")
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    router = Router()
+
+    if args.binding.startswith("anyio"):
+        import anyio
+        import tcpmsg_anyio
+
+        @router.message("echo")
+        async def echo(data, ctx):  # type: ignore[no-untyped-def]
+            return data
+
+        async def run() -> None:
+            async with tcpmsg_anyio.serve(router, args.host, args.port) as server:
+                _listening(server.port)
+                await server.serve_forever()
+
+        backend = args.binding.split("-", 1)[1]
+        options = {}
+        if backend == "asyncio" and not args.no_uvloop:
+            try:
+                import uvloop  # noqa: F401
+
+                options = {"use_uvloop": True}
+            except ImportError:
+                pass
+        anyio.run(run, backend=backend, backend_options=options)
+        return
+
+    if args.binding == "gevent":
+        import tcpmsg_gevent as mod
+    else:
+        import tcpmsg_threads as mod  # type: ignore[no-redef]
+
+    @router.message("echo")
+    def echo_sync(data, ctx):  # type: ignore[no-untyped-def]
+        return data
+
+    with mod.serve(router, args.host, args.port) as server:
+        _listening(server.port)
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        pass
