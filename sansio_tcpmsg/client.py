@@ -35,7 +35,7 @@ class ClientConnection(Connection):
     >>> conn = ClientConnection()
     >>> rid = conn.send_request("echo", "hi")
     >>> conn.data_to_send()
-    b'37#{"pattern":"echo","data":"hi","id":"1"}'
+    b'39#{"pattern":"echo","data":"hi","id":"1"}'
     """
 
     def __init__(self, **kwargs: Any) -> None:
