@@ -234,9 +234,9 @@ class Client:
             self._tg = tg
             try:
                 await self._ensure()
-            except BaseException as exc:
+            except BaseException:
                 self._tg = None
-                await tg.__aexit__(type(exc), exc, exc.__traceback__)
+                await tg.__aexit__(None, None, None)  # no child yet; re-raise unwrapped
                 raise
         else:
             await self._ensure()

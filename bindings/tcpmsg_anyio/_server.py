@@ -28,7 +28,6 @@ from sansio_tcpmsg import (
     Router,
     RpcError,
     ServerConnection,
-    UnserializableError,
 )
 
 from ._link import Link, Mailbox, close_stream
@@ -271,18 +270,14 @@ class Server:
 
         try:
             result = await self._call(event.handler, event.data, event.context, send_item)
+            if result is _STREAMED:
+                conn.end_stream(request_id)
+            else:
+                conn.respond(request_id, result)  # a value JSON cannot carry raises
         except Exception as exc:
             if not isinstance(exc, RpcError):
                 logger.exception("handler for %r failed", event.context.route)
             conn.fail(request_id, exc)
-        else:
-            try:
-                if result is _STREAMED:
-                    conn.end_stream(request_id)
-                else:
-                    conn.respond(request_id, result)
-            except UnserializableError:
-                logger.exception("handler for %r returned a value JSON cannot carry", event.context.route)
         link.pump()
         self._notify()
 
