@@ -29,6 +29,8 @@ DEFAULT_TIMEOUT = 30
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        if HERE not in Path(str(item.path)).parents:
+            continue
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT))
 
