@@ -60,6 +60,19 @@ class SyncClient:
     def emit(self, pattern: Any, data: Any, **kw: Any) -> None:
         self.raw.emit(pattern, data, **kw)
 
+    def stream_take(self, pattern: Any, data: Any, n: int, **kw: Any) -> list[Any]:
+        """The first ``n`` values, then leave the loop early (cancels the request)."""
+        out: list[Any] = []
+        it = self.raw.stream(pattern, data, **kw)
+        for v in it:
+            out.append(v)
+            if len(out) >= n:
+                break
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+        return out
+
     def start_send(self, pattern: Any, data: Any, **kw: Any) -> Outcome:
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
@@ -227,6 +240,21 @@ class _AnyioClient(SyncClient):
 
     def emit(self, pattern: Any, data: Any, **kw: Any) -> None:
         self.portal.call(functools.partial(self.raw.emit, pattern, data, **kw))
+
+    def stream_take(self, pattern: Any, data: Any, n: int, **kw: Any) -> list[Any]:
+        async def take() -> list[Any]:
+            out: list[Any] = []
+            it = self.raw.stream(pattern, data, **kw)
+            async for v in it:
+                out.append(v)
+                if len(out) >= n:
+                    break
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            return out
+
+        return self.portal.call(take)
 
     def start_send(self, pattern: Any, data: Any, **kw: Any) -> Outcome:
         fut = self.portal.start_task_soon(functools.partial(self.raw.send, pattern, data, **kw))

@@ -332,3 +332,28 @@ def test_limit_hit_by_nest_client(py_limited_server: ServerHandle, major: int) -
         assert good.wait([slow], timeout=15)[slow]["values"] == [{"ms": 300}]
         assert ok(good.request("send", "echo", "still served")) == ["still served"]
         assert ok(bad.request("send", "echo", "back")) == ["back"]  # reconnected
+
+
+# ---------------------------------------------------------------- graceful close
+
+
+def test_graceful_close_under_nest_client(binding: Driver, major: int) -> None:
+    """Closing our server lets the NestJS client's call in flight finish (grace), then
+    the connection is closed and the client's next call fails (nothing listens)."""
+    server_cm = binding.server(binding.router())
+    srv = server_cm.__enter__()
+    try:
+        with nest.NestClient(major, srv.port) as cli:
+            assert ok(cli.request("send", "echo", 1)) == [1]
+            tag = cli.submit({"op": "send", "pattern": "slow", "data": {"ms": 500}})
+            time.sleep(0.15)
+            started = time.monotonic()
+            server_cm.__exit__(None, None, None)  # graceful close, default grace 5 s
+            server_cm = None
+            assert time.monotonic() - started < 4.5
+            assert cli.wait([tag], timeout=10)[tag] == {"tag": tag, "values": [{"ms": 500}]}
+            res = cli.request("send", "echo", 2, timeout=10)
+            assert "error" in res, res
+    finally:
+        if server_cm is not None:
+            server_cm.__exit__(None, None, None)

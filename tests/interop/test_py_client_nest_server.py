@@ -313,3 +313,56 @@ def test_server_restart(binding: Driver, nest_server: nest.NestServer) -> None:
                 pending.result(timeout=20)
             assert c.send("echo", 2) == 2
             assert c.stream("stream", {"count": 2}) == [0, 1]
+
+
+def test_stream_left_early(client: SyncClient) -> None:
+    """Leaving a stream early cancels it locally; the items still coming are dropped."""
+    assert client.stream_take("stream", {"count": 20, "gap_ms": 15}, 2) == [0, 1]
+    assert client.send("echo", "next") == "next"
+    time.sleep(0.4)  # the rest of the stream arrives and is dropped
+    assert client.send("echo", "after") == "after"
+    assert client.stream("stream", {"count": 2}) == [0, 1]
+
+
+@pytest.mark.timeout(90)
+def test_status_across_restart(binding: Driver, nest_server: nest.NestServer) -> None:
+    seen: list[st.ConnectionStatus] = []
+    with nest.NestServer(nest_server.major) as srv:
+        with binding.client(srv.port, timeout=20, on_status=seen.append) as c:
+            assert c.send("echo", 1) == 1
+            assert c.status == st.ConnectionStatus.CONNECTED
+            srv.restart()
+            deadline = time.monotonic() + 10
+            while st.ConnectionStatus.DISCONNECTED not in seen and time.monotonic() < deadline:
+                time.sleep(0.02)
+                if binding.name == "gevent":
+                    import gevent
+
+                    gevent.sleep(0)  # let the client's reader greenlet see the close
+            assert st.ConnectionStatus.DISCONNECTED in seen, seen
+            assert c.send("echo", 2) == 2
+            assert c.status == st.ConnectionStatus.CONNECTED
+    assert seen[0] == st.ConnectionStatus.CONNECTED
+    i = seen.index(st.ConnectionStatus.DISCONNECTED)
+    assert st.ConnectionStatus.CONNECTED in seen[i:], seen
+
+
+@pytest.fixture(scope="module")
+def nest_limited_server(nest_server: nest.NestServer) -> Iterator[nest.NestServer]:
+    with nest.NestServer(nest_server.major, env={"MAX_BUFFER_SIZE": "4096"}) as srv:
+        yield srv
+
+
+def test_nest_limit_hit_by_our_client(binding: Driver, nest_limited_server: nest.NestServer) -> None:
+    """maxBufferSize=4096 on the NestJS server (11/12; 10.x has no limits): our big frame
+    gets the connection ended, the call fails with ConnectionClosedError, and the next
+    call reconnects by itself."""
+    with binding.client(nest_limited_server.port, timeout=15) as c:
+        assert c.send("echo", "small") == "small"
+        big = "x" * 10_000
+        if nest_limited_server.major == 10:
+            assert c.send("echo", big) == big
+        else:
+            with pytest.raises(st.ConnectionClosedError):
+                c.send("echo", big)
+        assert c.send("echo", "again") == "again"
