@@ -135,6 +135,19 @@ def stream_fail(data, ctx):
     raise RpcError("mid-stream")
 
 
+def tracked(data, ctx):
+    """data: [token, n]. Records each item and when the generator is closed."""
+    token, n = data
+    i = -1
+    try:
+        for i in range(n):
+            yield from sleep(0.01)
+            _record(["item", token, i])
+            yield i
+    finally:
+        _record(["closed", token, i])
+
+
 # --- event handlers ---------------------------------------------------------------------
 
 
@@ -183,6 +196,7 @@ STREAMS: list[tuple[Any, Callable[..., Any]]] = [
     ("count", count),
     ("bad_item", bad_item),
     ("stream_fail", stream_fail),
+    ("tracked", tracked),
 ]
 EVENTS: list[tuple[Any, Callable[..., Any]]] = [
     ("evt", evt_first),

@@ -320,11 +320,15 @@ class Binding:
         sleep = self.handler_sleep
 
         def handler(data: Any, ctx: Any) -> Any:
-            for item in fn(data, ctx):
-                if isinstance(item, Sleep):
-                    sleep(item.seconds)
-                else:
-                    yield item
+            gen = fn(data, ctx)
+            try:
+                for item in gen:
+                    if isinstance(item, Sleep):
+                        sleep(item.seconds)
+                    else:
+                        yield item
+            finally:
+                gen.close()
 
         handler.__name__ = handler.__qualname__ = fn.__name__
         return handler
@@ -518,11 +522,15 @@ class AnyioBinding(Binding):
         import anyio
 
         async def handler(data: Any, ctx: Any) -> Any:
-            for item in fn(data, ctx):
-                if isinstance(item, Sleep):
-                    await anyio.sleep(item.seconds)
-                else:
-                    yield item
+            gen = fn(data, ctx)
+            try:
+                for item in gen:
+                    if isinstance(item, Sleep):
+                        await anyio.sleep(item.seconds)
+                    else:
+                        yield item
+            finally:
+                gen.close()
 
         handler.__name__ = handler.__qualname__ = fn.__name__
         return handler

@@ -205,3 +205,42 @@ def test_close_from_another_task_or_thread(binding, server):
         with pytest.raises(st.ConnectionClosedError):
             call.result(timeout=3)
         assert c.status == DISCONNECTED
+
+
+def _progress(c, token):
+    recs = c.send("events_seen", token)
+    return [r for r in recs if r[0] == "item"], [r for r in recs if r[0] == "closed"]
+
+
+def test_client_gone_stops_streaming_handler(binding, server):
+    """A streaming handler whose client disconnected is stopped (its generator closed)."""
+    import uuid
+
+    token = uuid.uuid4().hex
+    with binding.connect(server.port) as c:
+        it = c.stream("tracked", [token, 1000], timeout=20)
+        assert [next(it) for _ in range(3)] == [0, 1, 2]
+    with binding.connect(server.port) as watcher:
+        binding.sleep(0.3)
+        items1, _ = _progress(watcher, token)
+        binding.sleep(0.5)
+        items2, closed = _progress(watcher, token)
+        assert len(items2) == len(items1) < 200, f"handler still streaming to a closed connection ({len(items2)} items)"
+        assert binding.wait_until(lambda: _progress(watcher, token)[1], timeout=3), "the generator was never closed"
+    if hasattr(it, "close"):
+        it.close()
+
+
+def test_server_close_stops_endless_stream(binding):
+    import uuid
+
+    token = uuid.uuid4().hex
+    with binding.serve(grace=0.3) as srv:
+        with binding.connect(srv.port, timeout=None) as c:
+            call = binding.spawn(lambda: list(c.stream("tracked", [token, 100000])))
+            binding.sleep(0.2)
+            t0 = time.monotonic()
+            srv.close(grace=0.3)
+            assert time.monotonic() - t0 < 3
+            with pytest.raises(st.ConnectionClosedError):
+                call.result(timeout=5)
