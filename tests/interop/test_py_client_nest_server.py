@@ -227,6 +227,7 @@ def test_metadata(client: SyncClient, nest_server: nest.NestServer) -> None:
 _nest_frames: dict[int, list[str]] = {}
 WIRE_PATTERN = {"z": 1, "a": {"y": "é", "b": [1, "😀"]}, "m": "x"}
 WIRE_DATA = {"d": [1, 2.5, None, True], "s": UNICODE}
+WIRE_META = {"trace": "t-1", "é": [1]}
 
 
 def _strip_id(text: str) -> str:
@@ -241,7 +242,9 @@ def _nest_client_frames(major: int) -> list[str]:
         with CaptureServer() as cap, nest.NestClient(major, cap.port) as cli:
             assert cli.request("send", WIRE_PATTERN, WIRE_DATA)["values"] == ["ok"]
             assert cli.request("emit", WIRE_PATTERN, WIRE_DATA)["done"] is True
-            _nest_frames[major] = cap.wait_frames(2)
+            meta = cli.request("send", "m", 1, metadata=WIRE_META)["values"]
+            assert meta == ["ok"]
+            _nest_frames[major] = cap.wait_frames(3)
     return _nest_frames[major]
 
 
@@ -252,12 +255,18 @@ def test_wire_send_and_emit_like_nest(binding: Driver, nest_server: nest.NestSer
     with CaptureServer() as cap, binding.client(cap.port, timeout=10) as c:
         assert c.send(WIRE_PATTERN, WIRE_DATA) == "ok"
         c.emit(WIRE_PATTERN, WIRE_DATA)
-        ours = cap.wait_frames(2)
-    request, event = (json.loads(f) for f in ours)
+        assert c.send("m", 1, metadata=WIRE_META) == "ok"
+        ours = cap.wait_frames(3)
+    request, event, with_meta = (json.loads(f) for f in ours)
     assert request["pattern"] == WIRE_PATTERN and isinstance(request["pattern"], dict)
     assert event["pattern"] == '{"a":{"b":{"0":1,"1":"😀"},"y":"é"},"m":"x","z":1}'
     assert "id" not in event
-    assert [_strip_id(f) for f in ours] == expected
+    assert list(with_meta) == ["pattern", "data", "metadata", "id"]
+    assert [_strip_id(f) for f in ours[:2]] == expected[:2]
+    if nest_server.major >= 12:
+        assert _strip_id(ours[2]) == expected[2]
+    else:  # 10/11 clients have no dispatch hook: no metadata key at all
+        assert "metadata" not in json.loads(expected[2])
 
 
 # ---------------------------------------------------------------- TLS
