@@ -116,3 +116,26 @@ def test_gevent_same_hub(binding):
     assert box["echo"] == 1 and box["stream"] == [0, 1, 2]
     assert box["many"] == list(range(50))
     assert box["forever_done"]
+
+
+def test_anyio_statuses_iterator(binding, server_process):
+    """anyio only: ``client.statuses()`` yields every change and ends when the client closes."""
+    if not BINDING_NAME.startswith("anyio"):
+        pytest.skip("client.statuses() is anyio's")
+    proc = server_process()
+    with binding.connect(proc.port, timeout=5) as c:
+        assert c.send("echo", 1) == 1
+
+        async def collect():
+            return [s async for s in c.raw.statuses()]
+
+        future = binding.portal.start_task_soon(collect)
+        binding.sleep(0.1)
+        proc.kill()
+        assert binding.wait_until(lambda: c.status == st.ConnectionStatus.DISCONNECTED, timeout=5)
+        proc.start()
+        assert c.send("echo", 2) == 2
+        c.close()
+        got = future.result(5)
+    S = st.ConnectionStatus
+    assert got == [S.DISCONNECTED, S.RECONNECTING, S.CONNECTED, S.DISCONNECTED], got
