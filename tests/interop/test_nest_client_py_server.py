@@ -357,3 +357,19 @@ def test_graceful_close_under_nest_client(binding: Driver, major: int) -> None:
     finally:
         if server_cm is not None:
             server_cm.__exit__(None, None, None)
+
+
+def test_nest_client_killed_mid_stream(py_server: ServerHandle, major: int) -> None:
+    """A NestJS client killed while our server streams to it: the others are still served."""
+    with nest.NestClient(major, py_server.port) as other:
+        victim = nest.NestClient(major, py_server.port)
+        with victim:
+            victim.submit({"op": "send", "pattern": "stream", "data": {"count": 40, "gap_ms": 10}})
+            victim.submit({"op": "send", "pattern": "big", "data": {"size": 4_000_000}})
+            time.sleep(0.1)
+            assert victim.proc is not None
+            victim.proc.kill()  # our own child, by pid
+            victim.proc.wait(5)
+        time.sleep(0.3)
+        assert ok(other.request("send", "echo", "alive")) == ["alive"]
+        assert ok(other.request("send", "stream", {"count": 3, "gap_ms": 5})) == [0, 1, 2]
