@@ -9,7 +9,7 @@ import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["core", "typing", "lint", "conformance", "interop", "docs"]
+nox.options.sessions = ["core", "typing", "lint", "bindings", "conformance", "interop", "docs"]
 
 TEST = ".[all,test]"
 BINDINGS = ["threads", "gevent", "anyio-asyncio", "anyio-trio"]
@@ -39,6 +39,13 @@ def lint(session: nox.Session) -> None:
     """ruff on everything."""
     session.install("ruff")
     session.run("ruff", "check", ".")
+
+
+@nox.session
+def bindings(session: nox.Session) -> None:
+    """Each binding's own tests: what only that binding has (uvloop, same-hub gevent, ...)."""
+    session.install("-e", TEST, "uvloop")
+    session.run("pytest", "tests/bindings", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,11 +10,7 @@ from typing import Any
 
 import pytest
 
-_BINDINGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bindings")
-if _BINDINGS not in sys.path:
-    sys.path.insert(0, _BINDINGS)
-
-from sansio_tcpmsg import (  # noqa: E402
+from sansio_tcpmsg import (
     ConnectionClosedError,
     ConnectionStatus,
     NoHandlerError,

@@ -7,18 +7,15 @@ import importlib.metadata
 import ipaddress
 import re
 import ssl
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+import tcpmsg_anyio
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bindings"))
-
-import tcpmsg_anyio  # noqa: E402
-from sansio_tcpmsg import (  # noqa: E402
+from sansio_tcpmsg import (
     ConnectionClosedError,
     ConnectionStatus,
     NoHandlerError,
