@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import _common  # noqa: F401  (import paths)
+
 from sansio_tcpmsg.framing import FrameDecoder, utf16_length
 
 ASCII_BLOCK = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_"

@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 import _common
-from run import node, nest_modules, start_driver, start_server
+from run import nest_modules, node, start_driver, start_server
 
 AREAS = [
     ("sansio_tcpmsg/framing", "core: framing"),

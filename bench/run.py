@@ -243,7 +243,7 @@ def aggregate(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict
                 m[metric] = median_or_none([r.get(metric) for r in ok])
             med[pair][key] = m
     base = med.get(BASELINE, {})
-    for pair, cells in med.items():
+    for cells in med.values():
         for key, m in cells.items():
             b = base.get(key, {})
             m["ratio"] = {
@@ -413,8 +413,8 @@ def framer_markdown(fr: dict[str, Any]) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=None, help="seconds measured per cell (default 1.2; quick 0.3)")
-    ap.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per cell (default 0.3)")
+    ap.add_argument("--duration", type=float, default=None, help="seconds measured per cell (default 1.2; quick 0.2)")
+    ap.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per cell (default 0.3; quick 0.05)")
     ap.add_argument("--repeat", type=int, default=None, help="repetitions, medians reported (default 3; quick 1)")
     ap.add_argument("--quick", action="store_true", help="a short smoke run (under a minute)")
     ap.add_argument("--only", default=None, help="comma-separated pairs or patterns, e.g. 'nest->anyio-*'")
@@ -423,9 +423,9 @@ def main() -> None:
     ap.add_argument("--no-framer", action="store_true")
     ap.add_argument("--list", action="store_true", help="list the pairs and exit")
     args = ap.parse_args()
-    args.duration = args.duration if args.duration is not None else (0.3 if args.quick else 1.2)
-    args.first_warmup = 0.5 if args.quick else 1.0
-    args.warmup = args.warmup if args.warmup is not None else (0.1 if args.quick else 0.3)
+    args.duration = args.duration if args.duration is not None else (0.2 if args.quick else 1.2)
+    args.first_warmup = 0.3 if args.quick else 1.0
+    args.warmup = args.warmup if args.warmup is not None else (0.05 if args.quick else 0.3)
     args.repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
 
     pairs = all_pairs()

@@ -13,6 +13,7 @@ import signal
 import sys
 
 import _common  # noqa: F401  (import paths)
+
 from sansio_tcpmsg import Router
 
 
