@@ -22,9 +22,11 @@ import os
 import queue
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from mirror import build_router
+
 from sansio_tcpmsg import Router
 
 BINDINGS = ["threads", "gevent", "anyio-asyncio", "anyio-trio"]

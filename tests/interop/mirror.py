@@ -20,7 +20,8 @@ Extra handlers (not in server.js), to observe how patterns travel:
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sansio_tcpmsg import Router, RpcError
 

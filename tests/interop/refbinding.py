@@ -14,7 +14,8 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from sansio_tcpmsg import (
     ClientConnection,

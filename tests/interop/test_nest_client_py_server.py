@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import socket
 import time
-from typing import Any, Iterator
-
-import pytest
-import sansio_tcpmsg as st
+from collections.abc import Iterator
+from typing import Any
 
 import nest
+import pytest
 from conftest import Certs
 from drivers import Driver, ServerHandle
+
+import sansio_tcpmsg as st
 
 NO_HANDLER = "There is no matching message handler defined in the remote service."
 UNICODE = "é中😀\u2028"
