@@ -73,8 +73,6 @@ def _shortest_digits(number: float) -> tuple[str, int]:
     return significant.rstrip("0"), exponent
 
 
-# Python's repr differs from JavaScript only for integral floats ("1.0") and exponents.
-_NEEDS_JS_NUMBERS = re.compile(r"\.0(?=[,\]}]|$)|\de[-+]\d")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -97,10 +95,15 @@ class JsonCodec:
             text = self._dumps(value)
         except (TypeError, ValueError, RecursionError) as exc:
             raise UnserializableError(f"cannot send {type(value).__name__} as JSON: {exc}") from None
-        if _NEEDS_JS_NUMBERS.search(text):
+        # Every float Python writes otherwise than JavaScript has ".", "+" or "-" in its
+        # text: a C-speed filter on the text, then a look at the value's floats.
+        if ("." in text or "+" in text or "-" in text) and _has_python_only_float(value):
             text = _js_dumps(value)
         if not text.isascii():
-            text = _fix_surrogates(text)
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates, which UTF-8 cannot carry
+                text = _fix_surrogates(text)
         return text
 
     def loads(self, text: str) -> Any:
@@ -108,13 +111,28 @@ class JsonCodec:
         return self._loads(text)
 
 
+def _has_python_only_float(value: Any) -> bool:
+    """True if ``value`` holds a float whose repr is not JavaScript's ("1.0", "1e-05")."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            text = repr(item)
+            if "e" in text or text.endswith(".0"):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(k for k in item if isinstance(k, float))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
 def _fix_surrogates(text: str) -> str:
-    if _LONE_SURROGATE.search(text) is None:
-        return text
     # A pair written as two code points is one character to JavaScript.
     text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
     return _LONE_SURROGATE.sub(_escape_surrogate, text)

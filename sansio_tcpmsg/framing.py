@@ -21,12 +21,9 @@ __all__ = ["DEFAULT_MAX_BUFFER_SIZE", "FrameDecoder", "encode_frame", "utf16_len
 #: NestJS 12's default ``maxBufferSize``: 512 MiB at 4 bytes a character, in UTF-16 units.
 DEFAULT_MAX_BUFFER_SIZE = 512 * 1024 * 1024 // 4
 
-_ASTRAL = "\U00010000"
-
-
 def utf16_length(text: str) -> int:
     """The JavaScript ``length`` of ``text``: characters outside the BMP count twice."""
-    if text.isascii() or max(text) < _ASTRAL:
+    if text.isascii():
         return len(text)
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
@@ -92,6 +89,8 @@ class FrameDecoder:
         frames: list[str] = []
         text, pos, end = self._text, self._pos, len(self._text)
         need = self._need
+        # Without characters outside the BMP, units are characters: cut by index.
+        by_index = text.isascii() or utf16_length(text) == end
         while pos < end:
             if need is None:
                 hash_at = text.find("#", pos, pos + self.max_prefix_digits + 1)
@@ -105,9 +104,10 @@ class FrameDecoder:
                 if need > self.max_buffer_size:
                     raise FrameTooLarge(f"frame of {need} units is over the limit of {self.max_buffer_size}")
                 pos = hash_at + 1
-            body = text[pos : pos + need]
-            if len(body) == need and (body.isascii() or max(body) < _ASTRAL):
-                frames.append(body)
+            if by_index:
+                if end - pos < need:
+                    break
+                frames.append(text[pos : pos + need])
                 pos += need
                 need = None
                 continue

@@ -122,14 +122,28 @@ def route_of_incoming(pattern: Any) -> str | None:
     server looks up ``null`` or a boolean and finds nothing).
     """
     if isinstance(pattern, str):
-        text = pattern
-        try:
-            pattern = _parse_json(text)
-        except ValueError:
-            return text
+        route = _string_routes.get(pattern, _MISSING)
+        if route is _MISSING:
+            route = _route_of_string(pattern)
+            if len(_string_routes) >= _CACHE_SIZE:
+                _string_routes.clear()
+            _string_routes[pattern] = route
+        return route  # type: ignore[return-value]
     if pattern is None or pattern is True or pattern is False:
         return None
     return _route(pattern, 0)
 
 
+def _route_of_string(text: str) -> str | None:
+    try:
+        pattern = _parse_json(text)
+    except ValueError:
+        return text
+    return route_of_incoming(pattern) if not isinstance(pattern, str) else pattern
+
+
+# A server sees the same few string patterns again and again: parse each once.
+_CACHE_SIZE = 4096
+_MISSING = object()
+_string_routes: dict[str, object] = {}
 _parse_json = JsonCodec().loads

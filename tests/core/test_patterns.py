@@ -69,3 +69,13 @@ def test_unroutable_types() -> None:
 )
 def test_incoming_patterns_are_parsed_then_normalized(pattern: Any, route: str | None) -> None:
     assert route_of_incoming(pattern) == route
+
+
+def test_route_cache_stays_bounded() -> None:
+    from sansio_tcpmsg import patterns
+
+    for i in range(patterns._CACHE_SIZE + 10):
+        assert route_of_incoming(f"p{i}") == f"p{i}"
+    assert len(patterns._string_routes) <= patterns._CACHE_SIZE
+    assert route_of_incoming('{"b":1,"a":2}') == '{"a":2,"b":1}'
+    assert route_of_incoming('{"b":1,"a":2}') == '{"a":2,"b":1}'  # from the cache
