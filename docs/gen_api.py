@@ -86,7 +86,7 @@ def class_members(cls: type) -> list[str]:
             prefix = "async " if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func) else ""
             sig = signature(func, attr).replace("(self, ", "(").replace("(self)", "()")
             text = doc(func)
-            lines.append(f"- `{prefix}{sig}`" + (f"\n\n  " + text.replace("\n", "\n  ") if text else ""))
+            lines.append(f"- `{prefix}{sig}`" + ("\n\n  " + text.replace("\n", "\n  ") if text else ""))
     if lines and lines[-1]:
         lines.append("")
     return lines

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 
 import anyio
-
 import tcpmsg_anyio
+
 from sansio_tcpmsg import RemoteError, Router, RpcError
 
 router = Router()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 import tcpmsg_gevent
+
 from sansio_tcpmsg import RemoteError, Router, RpcError
 
 router = Router()

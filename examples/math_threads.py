@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 import tcpmsg_threads
+
 from sansio_tcpmsg import RemoteError, Router, RpcError
 
 router = Router()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 
 import tcpmsg_threads
+
 from sansio_tcpmsg import NoHandlerError, RemoteError, Router, RpcError
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 
 import anyio
-
 import tcpmsg_anyio
+
 from sansio_tcpmsg import Router
 
 router = Router()

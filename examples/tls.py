@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import tcpmsg_threads
+
 from sansio_tcpmsg import Router
 
 router = Router()

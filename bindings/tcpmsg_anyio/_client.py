@@ -32,7 +32,8 @@ from sansio_tcpmsg import (
     StreamItemReceived,
 )
 
-from ._link import Link, Mailbox as _Mailbox, now
+from ._link import Link, now
+from ._link import Mailbox as _Mailbox
 
 __all__ = ["Client", "connect"]
 

@@ -10,8 +10,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from sansio_tcpmsg import Codec, ConnectionStatus, Limits, Router
 from tcpmsg_threads import Client, Server, run_with
+
+from sansio_tcpmsg import Codec, ConnectionStatus, Limits, Router
 
 from ._backend import GeventBackend
 

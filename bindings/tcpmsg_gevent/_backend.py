@@ -15,7 +15,6 @@ import gevent.pool  # type: ignore[import-untyped, unused-ignore]
 import gevent.queue  # type: ignore[import-untyped, unused-ignore]
 import gevent.socket  # type: ignore[import-untyped, unused-ignore]
 import gevent.ssl  # type: ignore[import-untyped, unused-ignore]
-
 from tcpmsg_threads._backend import _listen
 
 __all__ = ["GeventBackend"]
@@ -78,7 +77,7 @@ class GeventBackend:
             return True
         try:
             gevent.socket.wait_read(sock.fileno(), None if timeout is None else max(timeout, 0.0))
-        except _stdsocket.timeout:
+        except TimeoutError:
             return False
         return True
 

@@ -19,8 +19,9 @@ The same router is served in-process by the tests and out of process by
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sansio_tcpmsg import Router, RpcError
 

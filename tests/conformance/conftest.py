@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import os
 import select
 import signal
@@ -18,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import tcpmsg_facade
 from tcpmsg_facade import HOST
 

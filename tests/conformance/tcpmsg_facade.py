@@ -34,8 +34,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -128,7 +129,7 @@ class _GreenletCall:
 class Client:
     """Sync facade for a sync binding's client (threads, gevent): pass-through."""
 
-    def __init__(self, binding: "Binding", client: Any, statuses: list[Any]) -> None:
+    def __init__(self, binding: Binding, client: Any, statuses: list[Any]) -> None:
         self.binding = binding
         self.raw = client
         self.statuses = statuses
@@ -180,7 +181,7 @@ class Client:
 class AnyioClient(Client):
     """Sync facade for an anyio client, through a blocking portal."""
 
-    def __init__(self, binding: "AnyioBinding", client: Any, statuses: list[Any]) -> None:
+    def __init__(self, binding: AnyioBinding, client: Any, statuses: list[Any]) -> None:
         super().__init__(binding, client, statuses)
         self.portal = binding.portal
 

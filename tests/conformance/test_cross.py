@@ -8,9 +8,8 @@ import subprocess
 import sys
 import traceback
 
-import pytest
-
 import cross_checks
+import pytest
 import tcpmsg_facade
 from conftest import BINDING_NAME, HERE, ServerProcess
 

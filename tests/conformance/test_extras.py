@@ -7,9 +7,9 @@ import logging
 import time
 
 import pytest
+from conftest import BINDING_NAME
 
 import sansio_tcpmsg as st
-from conftest import BINDING_NAME
 
 
 def test_large_non_ascii_payload(client):

@@ -7,9 +7,9 @@ import threading
 import time
 
 import pytest
+from conftest import BINDING_NAME, free_port
 
 import sansio_tcpmsg as st
-from conftest import BINDING_NAME, free_port
 from sansio_tcpmsg import ConnectionStatus as S
 
 CONNECTED, DISCONNECTED, RECONNECTING = S.CONNECTED, S.DISCONNECTED, S.RECONNECTING

@@ -37,7 +37,7 @@ def wait_closed(sock: socket.socket, timeout: float) -> tuple[bool, int]:
         sock.settimeout(left)
         try:
             chunk = sock.recv(1 << 20)
-        except socket.timeout:
+        except TimeoutError:
             return False, total
         except OSError:  # reset
             return True, total

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import random
 import time
 import uuid
@@ -11,7 +10,6 @@ import pytest
 
 import sansio_tcpmsg as st
 from sansio_tcpmsg.errors import NO_HANDLER_MESSAGE
-
 
 # --- send / reply -----------------------------------------------------------------------
 
