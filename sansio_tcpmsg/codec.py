@@ -9,6 +9,7 @@ and values JavaScript cannot read back (NaN, Infinity), which we refuse locally.
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
 import re
 from typing import Any, Protocol
@@ -84,15 +85,24 @@ class JsonCodec:
     """The default codec: the standard library's ``json`` with JavaScript's rules."""
 
     def __init__(self) -> None:
-        self._dumps = json.JSONEncoder(
-            ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        ).encode
-        self._loads = json.JSONDecoder(parse_constant=_reject_constant).decode
+        decoder = json.JSONDecoder(parse_constant=_reject_constant)
+        self._decode = decoder.decode
+        self._scan = decoder.scan_once  # type: ignore[attr-defined]  # the C scanner decode() uses
+        # The C encoder made once, not once a call as json.dumps does. Without the
+        # circular check (markers=None) a cycle ends in RecursionError, refused below.
+        make_encoder = getattr(json.encoder, "c_make_encoder", None)
+        if make_encoder is None:  # pragma: no cover - PyPy has no C encoder; CPython does
+            encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            self._encode: Any = lambda value, _level: encoder.iterencode(value)
+        else:
+            self._encode = make_encoder(
+                None, _not_serializable, json.encoder.encode_basestring, None, ":", ",", False, False, False
+            )
 
     def dumps(self, value: Any) -> str:
         """Serialize ``value`` as ``JSON.stringify`` would; refuse what JS cannot read."""
         try:
-            text = self._dumps(value)
+            text = "".join(self._encode(value, 0))
         except (TypeError, ValueError, RecursionError) as exc:
             raise UnserializableError(f"cannot send {type(value).__name__} as JSON: {exc}") from None
         # Every float Python writes otherwise than JavaScript has ".", "+" or "-" in its
@@ -108,7 +118,17 @@ class JsonCodec:
 
     def loads(self, text: str) -> Any:
         """Parse JSON text as ``JSON.parse`` would (NaN and Infinity are not JSON)."""
-        return self._loads(text)
+        try:
+            value, end = self._scan(text, 0)
+        except StopIteration:
+            end = -1
+        if end == len(text):
+            return value
+        return self._decode(text)  # white space around the value, or an error to raise
+
+
+def _not_serializable(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _has_python_only_float(value: Any) -> bool:

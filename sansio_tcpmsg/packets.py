@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import NO_HANDLER_MESSAGE, RpcError
 
@@ -42,8 +42,7 @@ def js_truthy(value: Any) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
+class Incoming(NamedTuple):
     """A packet received by a server: a request when ``is_request``, else an event."""
 
     is_request: bool
