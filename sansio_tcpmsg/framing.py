@@ -138,8 +138,8 @@ def _cut_units(text: str, pos: int, units: int) -> str | None:
     """The text of ``units`` UTF-16 units from ``pos``, or None if it is not all here."""
     head = text[pos : pos + units]
     encoded = head.encode("utf-16-le", "surrogatepass")
-    if len(encoded) < 2 * units:
-        return None
+    if len(encoded) <= 2 * units:
+        return head if len(encoded) == 2 * units else None
     body = encoded[: 2 * units].decode("utf-16-le", "surrogatepass")
     if body and "\ud800" <= body[-1] <= "\udbff":
         # The length ends inside a surrogate pair: JavaScript would hand JSON.parse half
