@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import ssl
@@ -10,7 +11,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream, TaskGroup
+from anyio.abc import TaskGroup
 
 from sansio_tcpmsg import (
     ClientConnection,
@@ -32,7 +33,8 @@ from sansio_tcpmsg import (
     StreamItemReceived,
 )
 
-from ._link import Link, now
+from ._aio import ProtocolCarrier
+from ._link import Link, StreamCarrier, running_loop
 from ._link import Mailbox as _Mailbox
 
 __all__ = ["Client", "connect"]
@@ -50,8 +52,10 @@ _UNSET = _Unset.UNSET
 
 
 class _ClientLink(Link[ClientConnection]):
-    def __init__(self, conn: ClientConnection, stream: ByteStream, client: Client) -> None:
-        super().__init__(conn, stream, self._dispatch, pause_reading=False, log=logger)
+    def __init__(
+        self, conn: ClientConnection, client: Client, loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        super().__init__(conn, self._dispatch, loop=loop, pause_reading=False, log=logger)
         self.client = client
         self.waiters: dict[str, _Mailbox] = {}
 
@@ -89,7 +93,7 @@ class _Call:
     def __init__(self, link: _ClientLink, request_id: str) -> None:
         self.link = link
         self.request_id = request_id
-        self.mailbox = _Mailbox()
+        self.mailbox = _Mailbox(link.loop)
         link.waiters[request_id] = self.mailbox
 
     def close(self) -> None:
@@ -213,7 +217,7 @@ class Client:
 
     async def statuses(self) -> AsyncIterator[ConnectionStatus]:
         """Every status change from now on; ends once the client is closed."""
-        mailbox = _Mailbox()
+        mailbox = _Mailbox(running_loop())
         self._listeners.add(mailbox)
         try:
             while True:
@@ -242,20 +246,31 @@ class Client:
         else:
             await self._ensure()
 
-    async def _open(self) -> ByteStream:
+    async def _open(self, link: _ClientLink) -> None:
         delay = self.retry_delay
+        loop = link.loop
         for attempt in range(self.retries + 1):
             try:
                 with anyio.fail_after(self.connect_timeout):
+                    if loop is not None:
+                        carrier = ProtocolCarrier(loop, link)
+                        tls: dict[str, Any] = {}
+                        if self.tls is not None:
+                            tls = {"ssl": self.tls, "server_hostname": self.server_hostname}
+                        await loop.create_connection(carrier, self.host, self.port, **tls)
+                        return
                     if self.tls is None:
-                        return await anyio.connect_tcp(self.host, self.port)
-                    return await anyio.connect_tcp(
+                        StreamCarrier(link, await anyio.connect_tcp(self.host, self.port))
+                        return
+                    stream = await anyio.connect_tcp(
                         self.host,
                         self.port,
                         ssl_context=self.tls,
                         tls_hostname=self.server_hostname,
                         tls_standard_compatible=False,
                     )
+                    StreamCarrier(link, stream)
+                    return
             except OSError as exc:  # TimeoutError and ssl.SSLError are OSErrors too
                 if attempt == self.retries:
                     raise
@@ -277,13 +292,14 @@ class Client:
                 raise ConnectionClosedError("the client is closed (use `async with connect(...)`)")
             if link is not None:
                 self._set_status(ConnectionStatus.RECONNECTING)
+            conn = ClientConnection(limits=self.limits, codec=self.codec)
+            new = _ClientLink(conn, self, running_loop())
             try:
-                stream = await self._open()
+                await self._open(new)
             except BaseException:
                 self._set_status(ConnectionStatus.DISCONNECTED)
                 raise
-            conn = ClientConnection(limits=self.limits, codec=self.codec)
-            link = self._link = _ClientLink(conn, stream, self)
+            link = self._link = new
             tg.start_soon(link.run)
             logger.debug("connected to %s:%s", self.host, self.port)
             self._set_status(ConnectionStatus.CONNECTED)
@@ -301,7 +317,7 @@ class Client:
         link = await self._ensure()
         if timeout is _UNSET:
             timeout = self.timeout
-        deadline = None if timeout is None else now() + timeout
+        deadline = None if timeout is None else link.time() + timeout
         request_id = link.conn.send_request(
             pattern, data, deadline=deadline, metadata=metadata, stream=stream
         )

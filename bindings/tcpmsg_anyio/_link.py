@@ -1,24 +1,30 @@
-"""One socket around one core connection: a reader loop, a writer task, the pump."""
+"""One core connection and the carrier of its bytes: the pump, and the stream carrier.
+
+A :class:`Link` is everything above the bytes: it feeds the core what the carrier
+reads, writes what the core queues, re-arms the carrier's timer and hands the events
+on. A carrier is the small seam below it (see :class:`Carrier`): anyio byte streams
+here (trio, and any backend), an ``asyncio.Protocol`` in ``_aio`` (asyncio).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 from anyio.abc import ByteStream
 
 from sansio_tcpmsg import Connection, ConnectionClosedError, Event
 
-__all__ = ["Link", "Mailbox", "close_stream", "now"]
+__all__ = ["Carrier", "Link", "Mailbox", "StreamCarrier", "close_stream", "now"]
 
 C = TypeVar("C", bound=Connection)
 
-_CHUNK = 256 * 1024  # largest single write, so the queued byte count stays honest
-_FLUSH_TIMEOUT = 2.0  # how long the last bytes may take once the connection is closed
+FLUSH_TIMEOUT = 2.0  # how long the last bytes may take once the connection is closed
 _CLOSE_TIMEOUT = 1.0  # how long a polite close (TLS) may take before the socket is reset
 _STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
@@ -26,6 +32,18 @@ _STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedReso
 def now() -> float:
     """The one clock of this binding (the event loop's), used for every deadline."""
     return anyio.current_time()
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop when the backend is asyncio, else None (trio)."""
+    try:
+        import sniffio
+
+        if sniffio.current_async_library() != "asyncio":
+            return None
+    except ImportError:  # pragma: no cover - anyio installs sniffio
+        pass
+    return asyncio.get_running_loop()
 
 
 async def close_stream(stream: ByteStream) -> None:
@@ -41,130 +59,247 @@ async def close_stream(stream: ByteStream) -> None:
 
 
 class Mailbox:
-    """Items for one consumer task: a deque, and an event to wake the consumer."""
+    """Items for one consumer task: a deque, and a waiter made only when it must wait.
 
-    __slots__ = ("items", "event")
+    On asyncio the waiter is a bare future (``loop``), elsewhere an ``anyio.Event``.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("items", "_loop", "_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.items: deque[Any] = deque()
-        self.event = anyio.Event()
+        self._loop = loop
+        self._waiter: Any = None
 
     def put(self, item: Any) -> None:
         """Add an item (synchronous, never blocks)."""
         self.items.append(item)
-        self.event.set()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if self._loop is None:
+                waiter.set()
+            elif not waiter.done():
+                waiter.set_result(None)
 
     async def get(self) -> Any:
         """The oldest item, waiting for one if need be."""
         while not self.items:
-            await self.event.wait()
-            self.event = anyio.Event()
+            try:
+                if self._loop is None:
+                    event = self._waiter = anyio.Event()
+                    await event.wait()
+                else:
+                    future = self._waiter = self._loop.create_future()
+                    await future
+            finally:
+                self._waiter = None
         return self.items.popleft()
 
 
-class Link(Generic[C]):
-    """Carries bytes between a byte stream and a core connection.
+class Carrier(Protocol):
+    """What a :class:`Link` needs from whatever carries its bytes."""
 
-    Every core call is followed by :meth:`pump`: queued bytes go to the writer task,
-    the send buffer size is reported to the core, the reader's timer is re-armed and
-    the events are handed to ``on_event``. Writes happen in one task only, so frames
-    never interleave and a cancelled caller never leaves half a frame on the wire.
+    queued: int  # bytes ever handed to ``write``
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written and not yet handed to the operating system."""
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the peer (never blocks)."""
+
+    def arm(self, when: float) -> None:
+        """Call ``link.tick()`` at ``when`` (loop time), replacing the armed time."""
+
+    def pause(self, paused: bool) -> None:
+        """Stop (or resume) reading from the peer."""
+
+    def close(self) -> None:
+        """The connection is closed: write what is queued (within bounds), then close."""
+
+    async def progress(self) -> None:
+        """Wait until some queued bytes are written or the carrier is done."""
+
+    async def run(self) -> None:
+        """Carry bytes until the connection is closed and the carrier is done."""
+
+
+class Link(Generic[C]):
+    """Carries bytes between a carrier and a core connection.
+
+    Every core call is followed by :meth:`pump`: queued bytes go to the carrier, the
+    send buffer size is reported to the core, the timer is re-armed (only when the
+    core's deadline moves earlier than the armed one) and the events are handed to
+    ``on_event``. The carrier calls :meth:`feed`, :meth:`eof` and :meth:`tick`.
     """
+
+    carrier: Carrier
 
     def __init__(
         self,
         conn: C,
-        stream: ByteStream,
         on_event: Callable[[Event], None],
         *,
+        loop: asyncio.AbstractEventLoop | None,
         pause_reading: bool,
         log: logging.Logger,
     ) -> None:
         self.conn = conn
-        self._log = log
-        self.stream = stream
+        self.loop = loop
+        self.log = log
         self._on_event = on_event
         self._pause_reading = pause_reading
-        self._out = bytearray()
-        self._in_write = 0
-        self._queued = 0  # bytes ever queued
-        self._sent = 0  # bytes ever written
-        self._wake_writer = anyio.Event()
-        self._progress = anyio.Event()
-        self._scope: anyio.CancelScope | None = None
+        self._armed = math.inf
         self.finished = False
         self.done = anyio.Event()
 
-    @property
-    def buffered(self) -> int:
-        """Bytes queued for the peer and not yet written."""
-        return len(self._out) + self._in_write
+    def time(self) -> float:
+        """The event loop's clock."""
+        return now() if self.loop is None else self.loop.time()
 
     def pump(self) -> int:
-        """Carry out what the last core calls asked for; return the writer's mark."""
+        """Carry out what the last core calls asked for; return the carrier's mark."""
         conn = self.conn
+        carrier = self.carrier
         data = conn.data_to_send()
         if data and not self.finished:
-            self._out += data
-            self._queued += len(data)
-            self._wake_writer.set()
-        conn.note_send_buffer(self.buffered)
+            carrier.write(data)
+        conn.note_send_buffer(carrier.buffered)
         for event in conn.events_received():
             self._on_event(event)
-        self._rearm()
-        return self._queued
+        if conn.closed:
+            carrier.close()
+        else:
+            timer = conn.get_timer()
+            if timer is not None and timer < self._armed:
+                self._armed = timer
+                carrier.arm(timer)
+            if self._pause_reading:
+                carrier.pause(conn.reading_paused)
+        return carrier.queued
 
-    def _rearm(self) -> None:
-        scope = self._scope
-        if scope is not None:
-            if self.conn.closed:
-                scope.cancel()
-            else:
-                timer = self.conn.get_timer()
-                scope.deadline = math.inf if timer is None else timer
+    def feed(self, data: bytes) -> None:
+        """Bytes from the peer."""
+        self.conn.receive_data(data, self.time())
+        self.pump()
+
+    def eof(self) -> None:
+        """The peer is gone (or closed its side)."""
+        self.conn.receive_eof()
+        self.pump()
+
+    def tick(self) -> None:
+        """The armed time has come."""
+        self._armed = math.inf
+        t = self.time()
+        timer = self.conn.get_timer()
+        if timer is not None and t >= timer:
+            self.conn.handle_timer(t)
+        self.pump()
+
+    def fail(self) -> None:
+        """A bug in the binding: it must cost this connection only."""
+        self.log.exception("connection failed")
+        if not self.conn.closed:
+            self.conn.close()
+            for event in self.conn.events_received():
+                self._on_event(event)
+
+    async def wait_sent(self, mark: int) -> None:
+        """Wait until the bytes up to ``mark`` are written; raise if they never will be."""
+        carrier = self.carrier
+        while carrier.queued - carrier.buffered < mark:
+            if self.finished or self.conn.closed and not carrier.buffered:
+                raise ConnectionClosedError("the connection closed before the data was sent")
+            await carrier.progress()
+
+    async def run(self) -> None:
+        """Carry bytes until the connection closes and the carrier is done."""
+        try:
+            await self.carrier.run()
+        finally:
+            self.finished = True
+            self.done.set()
+
+
+class StreamCarrier:
+    """A carrier over an anyio byte stream: a reader loop and a writer task.
+
+    Writes happen in one task only, so frames never interleave and a cancelled caller
+    never leaves half a frame on the wire.
+    """
+
+    def __init__(self, link: Link[Any], stream: ByteStream) -> None:
+        self.link = link
+        self.stream = stream
+        link.carrier = self
+        self.queued = 0
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._in_write = 0
+        self._deadline = math.inf
+        self._paused = False
+        self._closing = False
+        self._wake_writer = anyio.Event()
+        self._progress = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+
+    @property
+    def buffered(self) -> int:
+        return self._out_size + self._in_write
+
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+        self.queued += len(data)
+        self._wake_writer.set()
+
+    def arm(self, when: float) -> None:
+        self._deadline = when
+        if self._scope is not None:
+            self._scope.deadline = when
+
+    def pause(self, paused: bool) -> None:
+        self._paused = paused
+
+    def close(self) -> None:
+        self._closing = True
+        if self._scope is not None:
+            self._scope.cancel()
 
     def _notify(self) -> None:
         self._progress.set()
         self._progress = anyio.Event()
 
-    async def wait_sent(self, mark: int) -> None:
-        """Wait until the bytes up to ``mark`` are written; raise if they never will be."""
-        while self._sent < mark:
-            if self.finished or self.conn.closed and not self.buffered:
-                raise ConnectionClosedError("the connection closed before the data was sent")
-            await self._progress.wait()
+    async def progress(self) -> None:
+        await self._progress.wait()
 
     async def run(self) -> None:
-        """Read until the connection closes, flush what is left, close the stream."""
+        link = self.link
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._write_loop)
                 await self._read_loop()
-                with anyio.move_on_after(_FLUSH_TIMEOUT):
+                with anyio.move_on_after(FLUSH_TIMEOUT):
                     while self.buffered:
                         await self._progress.wait()
                 tg.cancel_scope.cancel()
         except Exception:  # a bug must cost this connection only, not its task group
-            self._log.exception("connection failed")
-            if not self.conn.closed:
-                self.conn.close()
-                for event in self.conn.events_received():
-                    self._on_event(event)
+            link.fail()
         finally:
-            self.finished = True
+            link.finished = True
             self._notify()
             await close_stream(self.stream)
-            self.done.set()
 
     async def _read_loop(self) -> None:
-        conn = self.conn
-        while not conn.closed:
-            timer = conn.get_timer()
+        link = self.link
+        while not self._closing:
             data: bytes | None = None
             eof = False
-            with anyio.CancelScope(deadline=math.inf if timer is None else timer) as scope:
+            with anyio.CancelScope(deadline=self._deadline) as scope:
                 self._scope = scope
-                if self._pause_reading and conn.reading_paused:
+                if self._paused:
                     await self._progress.wait()
                 else:
                     try:
@@ -172,34 +307,35 @@ class Link(Generic[C]):
                     except _STREAM_ERRORS:
                         eof = True
             self._scope = None
-            t = now()
             if eof:
-                conn.receive_eof()
+                link.eof()
             elif data is not None:
-                conn.receive_data(data, t)
-            timer = conn.get_timer()
-            if timer is not None and t >= timer:
-                conn.handle_timer(t)
-            self.pump()
+                link.feed(data)
+            elif not self._closing and link.time() >= self._deadline:
+                self._deadline = math.inf
+                link.tick()
+            else:
+                link.pump()
 
     async def _write_loop(self) -> None:
         while True:
             while not self._out:
                 await self._wake_writer.wait()
                 self._wake_writer = anyio.Event()
-            chunk = bytes(self._out[:_CHUNK])
-            del self._out[: len(chunk)]
+            out = self._out
+            chunk = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self._out_size = 0
             self._in_write = len(chunk)
             try:
                 await self.stream.send(chunk)
             except _STREAM_ERRORS:
                 self._out.clear()
+                self._out_size = 0
                 self._in_write = 0
-                self.conn.receive_eof()  # the peer is gone
-                self.pump()
+                self.link.eof()  # the peer is gone
                 self._notify()
                 return
             self._in_write = 0
-            self._sent += len(chunk)
-            self.conn.note_send_buffer(self.buffered)
+            self.link.pump()
             self._notify()

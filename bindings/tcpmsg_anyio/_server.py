@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import ssl
@@ -30,7 +31,8 @@ from sansio_tcpmsg import (
     ServerConnection,
 )
 
-from ._link import Link, Mailbox, close_stream
+from ._aio import ProtocolCarrier
+from ._link import Link, Mailbox, StreamCarrier, close_stream, running_loop
 
 __all__ = ["Server", "run", "serve"]
 
@@ -41,24 +43,40 @@ _STREAMED = object()  # a handler's reply was streamed item by item
 _DONE = object()
 
 
-def _is_async(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)
-    )
+_ASYNC, _ASYNC_GEN, _GEN, _SYNC = range(4)
+
+
+def _kind(handler: Any) -> int:
+    fn = inspect.unwrap(handler)
+    if inspect.isasyncgenfunction(fn):
+        return _ASYNC_GEN
+    if inspect.isgeneratorfunction(fn):
+        return _GEN
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+        return _ASYNC
+    return _SYNC
 
 
 class _ServerLink(Link[ServerConnection]):
-    def __init__(self, conn: ServerConnection, stream: ByteStream, server: Server) -> None:
-        super().__init__(conn, stream, self._dispatch, pause_reading=True, log=logger)
+    def __init__(
+        self, conn: ServerConnection, server: Server, loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        super().__init__(conn, self._dispatch, loop=loop, pause_reading=True, log=logger)
         self.server = server
         self.tg: TaskGroup | None = None
-        self.events = Mailbox()
+        self.tasks: set[asyncio.Task[None]] = set()  # requests, on asyncio
+        self.events = Mailbox(loop)
         self.events_done = anyio.Event()
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
-            assert self.tg is not None
-            self.tg.start_soon(self.server._run_request, self, event)
+            if self.loop is not None:  # an asyncio task is far cheaper than start_soon
+                task = self.loop.create_task(self.server._run_request(self, event))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            else:
+                assert self.tg is not None
+                self.tg.start_soon(self.server._run_request, self, event)
         elif isinstance(event, EventReceived):
             self.events.put(event)
         elif isinstance(event, ProtocolErrorOccurred):
@@ -103,6 +121,9 @@ class Server:
         self._changed = anyio.Event()
         self._closing = False
         self._stopped = anyio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._aio_servers: list[asyncio.AbstractServer] = []
+        self._kinds: dict[Any, int] = {}
 
     def _notify(self) -> None:
         self._changed.set()
@@ -114,10 +135,27 @@ class Server:
         listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
         self._listener = listener
         self.port = listener.extra(SocketAttribute.local_port)
+        loop = self._loop = running_loop()
+        if loop is not None:  # asyncio: the listening sockets go to the loop's own server
+            self._listener = None
+            tls: dict[str, Any] = {}
+            if self.tls is not None:
+                tls = {"ssl": self.tls, "ssl_handshake_timeout": _HANDSHAKE_TIMEOUT}
+            try:
+                for one in listener.listeners:
+                    sock = one.extra(SocketAttribute.raw_socket).dup()
+                    self._aio_servers.append(await loop.create_server(self._protocol, sock=sock, **tls))
+            except BaseException:
+                for aio_server in self._aio_servers:
+                    aio_server.close()
+                raise
+            finally:
+                await listener.aclose()
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        tg.start_soon(self._accept_all, listener.listeners)
+        if loop is None:
+            tg.start_soon(self._accept_all, listener.listeners)
         logger.info("listening on %s:%s", self.host, self.port)
         return self
 
@@ -158,6 +196,8 @@ class Server:
             if self._listener is not None:
                 with anyio.CancelScope(shield=True):
                     await self._listener.aclose()
+            for aio_server in self._aio_servers:
+                aio_server.close()
             with anyio.move_on_after(self.grace if grace is None else grace):
                 while any(link.conn.in_flight for link in self._links):
                     await self._changed.wait()
@@ -195,13 +235,33 @@ class Server:
                 self._tg.start_soon(close_stream, sock)
                 continue
             self._active += 1
-            self._tg.start_soon(self._serve_connection, sock)
+            self._tg.start_soon(self._serve_stream, sock)
 
-    async def _serve_connection(self, sock: SocketStream) -> None:
+    def _protocol(self) -> ProtocolCarrier:
+        assert self._loop is not None
+        return ProtocolCarrier(self._loop, on_made=self._accepted)
+
+    def _accepted(self, carrier: ProtocolCarrier) -> None:
+        """asyncio: a connection is made (TLS included); serve it."""
+        assert carrier.transport is not None and self._tg is not None
+        cap = self.limits.max_connections
+        if self._closing or cap is not None and self._active >= cap:
+            logger.warning("refused a connection: %d connections open", self._active)
+            carrier.transport.close()
+            return
+        self._active += 1
+        peer = carrier.transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            peer = tuple(peer[:2])
+        conn = ServerConnection(self.router, peer=peer, limits=self.limits, codec=self.codec)
+        link = _ServerLink(conn, self, self._loop)
+        carrier.attach(link)
+        self._tg.start_soon(self._serve_link, link)
+
+    async def _serve_stream(self, sock: SocketStream) -> None:
         peer = sock.extra(SocketAttribute.remote_address)
-        link: _ServerLink | None = None
+        stream: ByteStream = sock
         try:
-            stream: ByteStream = sock
             if self.tls is not None:
                 try:
                     with anyio.fail_after(_HANDSHAKE_TIMEOUT):
@@ -210,9 +270,22 @@ class Server:
                         )
                 except Exception as exc:
                     logger.warning("TLS handshake with %s failed: %r", peer, exc)
+                    await close_stream(sock)
+                    self._active -= 1
+                    self._notify()
                     return
-            conn = ServerConnection(self.router, peer=peer, limits=self.limits, codec=self.codec)
-            link = _ServerLink(conn, stream, self)
+        except BaseException:
+            await close_stream(sock)
+            self._active -= 1
+            raise
+        conn = ServerConnection(self.router, peer=peer, limits=self.limits, codec=self.codec)
+        link = _ServerLink(conn, self, None)
+        StreamCarrier(link, stream)
+        await self._serve_link(link)
+
+    async def _serve_link(self, link: _ServerLink) -> None:
+        peer = link.conn.peer
+        try:
             self._links.add(link)
             logger.info("connection from %s opened", peer)
             async with anyio.create_task_group() as tg:
@@ -222,12 +295,14 @@ class Server:
                 with anyio.move_on_after(self.grace):
                     await link.events_done.wait()
                 tg.cancel_scope.cancel()
+                if link.tasks:
+                    for task in link.tasks:
+                        task.cancel()
+                    with anyio.CancelScope(shield=True):
+                        await asyncio.wait(set(link.tasks))
         finally:
-            if link is None:
-                await close_stream(sock)
-            else:
-                self._links.discard(link)
-                logger.info("connection from %s closed", peer)
+            self._links.discard(link)
+            logger.info("connection from %s closed", peer)
             self._active -= 1
             self._notify()
 
@@ -237,13 +312,20 @@ class Server:
         self, handler: Handler, data: Any, ctx: Context, on_item: Callable[[Any], None]
     ) -> Any:
         """Run a handler the way its kind asks; return its value or ``_STREAMED``."""
-        fn = inspect.unwrap(handler)
-        if inspect.isasyncgenfunction(fn):
+        try:
+            kind = self._kinds.get(handler)
+            if kind is None:
+                kind = self._kinds[handler] = _kind(handler)
+        except TypeError:  # an unhashable callable
+            kind = _kind(handler)
+        if kind == _ASYNC:
+            return await handler(data, ctx)
+        if kind == _ASYNC_GEN:
             async with aclosing(handler(data, ctx)) as agen:
                 async for item in agen:
                     on_item(item)
             return _STREAMED
-        if inspect.isgeneratorfunction(fn):
+        if kind == _GEN:
             gen = handler(data, ctx)
             while True:
                 item = await anyio.to_thread.run_sync(
@@ -252,8 +334,6 @@ class Server:
                 if item is _DONE:
                     return _STREAMED
                 on_item(item)
-        if _is_async(fn):
-            return await handler(data, ctx)
         result = await anyio.to_thread.run_sync(
             handler, data, ctx, limiter=self._limiter, abandon_on_cancel=True
         )
@@ -279,7 +359,8 @@ class Server:
                 logger.exception("handler for %r failed", event.context.route)
             conn.fail(request_id, exc)
         link.pump()
-        self._notify()
+        if self._closing:
+            self._notify()
 
     async def _event_worker(self, link: _ServerLink) -> None:
         try:

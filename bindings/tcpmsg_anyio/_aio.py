@@ -1,0 +1,195 @@
+"""The asyncio carrier: an ``asyncio.Protocol`` on a transport (uvloop's when installed).
+
+Reads arrive in ``data_received`` and go straight to the core; writes are gathered
+and handed to ``transport.write`` once per loop iteration (after the request tasks a
+read started have taken their first step, so their replies leave in one write). The
+write buffer limits are 0/0, so ``pause_writing``/``resume_writing`` say exactly when
+the transport holds bytes; its size is the send buffer the core is told about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, cast
+
+from ._link import FLUSH_TIMEOUT, Link
+
+__all__ = ["ProtocolCarrier"]
+
+_CLOSE_TIMEOUT = 1.0
+
+
+class ProtocolCarrier(asyncio.Protocol):
+    """Carries one link's bytes on an asyncio transport (see ``_link.Carrier``)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        link: Link[Any] | None = None,
+        on_made: Callable[[ProtocolCarrier], None] | None = None,
+    ) -> None:
+        self.loop = loop
+        self.link: Link[Any] | None = None
+        self.transport: asyncio.Transport | None = None
+        self.queued = 0
+        self._on_made = on_made
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._holding = False
+        self._flush_handle: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._abort: asyncio.TimerHandle | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        self._paused = False
+        self._closing = False
+        self._lost: asyncio.Future[None] = loop.create_future()
+        if link is not None:
+            self.attach(link)
+
+    def __call__(self) -> ProtocolCarrier:
+        """The protocol factory of a connection made for this carrier."""
+        return self
+
+    def attach(self, link: Link[Any]) -> None:
+        self.link = link
+        link.carrier = self
+
+    # -- the seam -------------------------------------------------------------------
+
+    @property
+    def buffered(self) -> int:
+        transport = self.transport
+        if transport is None or self._lost.done():
+            return self._out_size
+        return self._out_size + transport.get_write_buffer_size()
+
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+        self.queued += len(data)
+        if self._flush_handle is None and not self._holding:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(when, self._fire)
+
+    def pause(self, paused: bool) -> None:
+        if paused is not self._paused and self.transport is not None and not self._closing:
+            self._paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._flush()
+        transport = self.transport
+        if transport is not None and not self._lost.done():
+            transport.close()  # after the buffered bytes (and the TLS close) are sent
+            self._abort = self.loop.call_later(FLUSH_TIMEOUT + _CLOSE_TIMEOUT, transport.abort)
+
+    async def progress(self) -> None:
+        waiter = self.loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    async def run(self) -> None:
+        try:
+            await self._lost
+        except BaseException:  # cancelled: drop the connection now
+            if self.transport is not None:
+                self.transport.abort()
+            raise
+
+    # -- inside ---------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._out_size = 0
+        transport = self.transport
+        if transport is not None and not self._lost.done():
+            transport.write(data)
+        assert self.link is not None
+        self.link.pump()  # report the send buffer (the core may drop the peer)
+        self._wake()
+
+    def _fire(self) -> None:
+        self._timer = None
+        assert self.link is not None
+        try:
+            self.link.tick()
+        except Exception:
+            self.link.fail()
+            self.close()
+
+    # -- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's: no subclass
+        transport.set_write_buffer_limits(high=0, low=0)
+        if self._on_made is not None:
+            self._on_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        link = self.link
+        if link is None:
+            return
+        self._holding = True
+        try:
+            link.feed(data)
+        except Exception:
+            link.fail()
+            self.close()
+        finally:
+            self._holding = False
+        # after the first step of the request tasks this read started
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
+    def eof_received(self) -> bool | None:
+        if self.link is not None:
+            self.link.eof()
+        return None
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        if self.link is not None:
+            self.link.pump()
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for handle in (self._timer, self._flush_handle, self._abort):
+            if handle is not None:
+                handle.cancel()
+        self._out.clear()
+        self._out_size = 0
+        if not self._lost.done():
+            self._lost.set_result(None)
+        link = self.link
+        if link is not None:
+            link.finished = True
+            if not link.conn.closed:
+                link.eof()
+        self._closing = True
+        self._wake()
