@@ -11,7 +11,6 @@ from typing import Any
 import gevent  # type: ignore[import-untyped, unused-ignore]
 import gevent.event  # type: ignore[import-untyped, unused-ignore]
 import gevent.lock  # type: ignore[import-untyped, unused-ignore]
-import gevent.pool  # type: ignore[import-untyped, unused-ignore]
 import gevent.queue  # type: ignore[import-untyped, unused-ignore]
 import gevent.socket  # type: ignore[import-untyped, unused-ignore]
 import gevent.ssl  # type: ignore[import-untyped, unused-ignore]
@@ -21,19 +20,34 @@ __all__ = ["GeventBackend"]
 
 
 class _GreenletPool:
-    """A greenlet per submitted call, tracked so that shutdown can wait for or kill them."""
+    """A raw greenlet per submitted call (no ``Greenlet`` object, no group links),
+    tracked in a set so that shutdown can wait for or kill them."""
 
     def __init__(self) -> None:
-        self._group = gevent.pool.Group()
+        self._running: set[Any] = set()
+
+    def _run(self, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+        current = gevent.getcurrent()
+        self._running.add(current)
+        try:
+            fn(*args)
+        finally:
+            self._running.discard(current)
 
     def submit(self, fn: Callable[..., object], *args: Any) -> None:
         """Run ``fn(*args)`` in a new greenlet."""
-        self._group.spawn(fn, *args)
+        gevent.spawn_raw(self._run, fn, args)
 
     def shutdown(self, timeout: float) -> None:
         """Wait at most ``timeout`` seconds, then kill what still runs."""
-        self._group.join(timeout=timeout)
-        self._group.kill(block=True, timeout=1.0)
+        deadline = time.monotonic() + timeout
+        while self._running and time.monotonic() < deadline:
+            gevent.sleep(0.005)
+        for glet in list(self._running):
+            gevent.kill(glet)
+        deadline = time.monotonic() + 1.0
+        while self._running and time.monotonic() < deadline:
+            gevent.sleep(0.005)
 
 
 class GeventBackend:

@@ -34,16 +34,19 @@ _HANDSHAKE_TIMEOUT = 10.0
 
 
 class _Peer:
-    """One accepted connection: a reader (this task), a writer, an outbound byte queue."""
+    """One accepted connection: a reader (this task); replies are written by whoever
+    produced them, one writer at a time, with what others queued meanwhile batched in."""
 
     def __init__(self, server: Server, sock: Any, addr: Any) -> None:
         self.server, self.sock, self.addr = server, sock, addr
         b = self.b = server.backend
         self.conn = ServerConnection(server.router, peer=addr, limits=server.limits, codec=server.codec)
         self.lock = b.lock()
-        self.outq = b.queue()
-        self.queued = 0
+        self.pending: list[bytes] = []  # bytes waiting for the current writer
+        self.writing = False
+        self.queued = 0  # bytes handed to the writer and not yet sent
         self.resume = b.event()
+        self.paused = False
         self.ended = False
         self.events: deque[EventReceived] = deque()
         self.events_running = False
@@ -52,34 +55,61 @@ class _Peer:
     # -- the pump ---------------------------------------------------------------------
 
     def core(self, fn: Callable[..., object], *args: Any) -> None:
-        """Call the core under the lock, queue its bytes, then dispatch its events."""
+        """Call the core under the lock, dispatch its events, then write its bytes."""
         error: TcpMsgError | None = None
+        conn = self.conn
         with self.lock:
             try:
                 fn(*args)
             except TcpMsgError as exc:
                 error = exc
-            events = self._flush()
-        self._dispatch(events)
+            data = conn.data_to_send()
+            if data:
+                self.queued += len(data)
+                conn.note_send_buffer(self.queued)
+                if self.writing:
+                    self.pending.append(data)
+                    data = b""
+                else:
+                    self.writing = True
+            if conn.closed and not self.ended:
+                self.ended = True
+                self.resume.set()
+                try:  # wake the reader; what is queued is still written
+                    self.b.shutdown(self.sock, socket.SHUT_RD)
+                except OSError:
+                    pass
+            events = conn.events_received()
+        if events:
+            self._dispatch(events)
+        if data:
+            self._write(data)
         if error is not None:
             raise error
 
-    def _flush(self) -> list[Event]:
-        conn = self.conn
-        data = conn.data_to_send()
-        if data:
-            self.queued += len(data)
-            self.outq.put(data)
-            conn.note_send_buffer(self.queued)
-        if conn.closed and not self.ended:
-            self.ended = True
-            self.outq.put(None)
-            self.resume.set()
-            try:  # wake the reader; what is queued is still written
-                self.b.shutdown(self.sock, socket.SHUT_RD)
-            except OSError:
-                pass
-        return conn.events_received()
+    def _write(self, data: bytes) -> None:
+        """Write ``data``, then whatever was queued meanwhile, until nothing is left."""
+        conn, sock = self.conn, self.sock
+        while True:
+            try:
+                sock.sendall(data)
+            except OSError as exc:
+                with self.lock:
+                    self.writing = False
+                    self.pending.clear()
+                log.info("write to %s failed: %s", self.addr, exc)
+                self.core(conn.receive_eof)
+                return
+            with self.lock:
+                self.queued -= len(data)
+                conn.note_send_buffer(self.queued)
+                if self.paused and not conn.reading_paused:
+                    self.resume.set()
+                if not self.pending:
+                    self.writing = False
+                    return
+                data = b"".join(self.pending)
+                self.pending.clear()
 
     def _dispatch(self, events: list[Event]) -> None:
         for ev in events:
@@ -110,68 +140,52 @@ class _Peer:
             self.server._forget(self)
             return
         log.info("connection opened: %s", self.addr)
-        writer = self.b.spawn(self._write_loop)
         try:
             self._read_loop()
         finally:
-            writer.join(_FLUSH_TIMEOUT)
+            self._wait_written()
             try:
                 self.b.shutdown(self.sock, socket.SHUT_RDWR)
             except OSError:
                 pass
-            writer.join(_FLUSH_TIMEOUT)
+            self._wait_written()
             self.sock.close()
             log.info("connection closed: %s", self.addr)
             self.server._forget(self)
 
+    def _wait_written(self) -> None:
+        """Wait (at most ``_FLUSH_TIMEOUT``) until no write is in progress."""
+        b = self.b
+        deadline = b.monotonic() + _FLUSH_TIMEOUT
+        while self.writing and b.monotonic() < deadline:
+            b.sleep(0.002)
+
     def _read_loop(self) -> None:
-        conn, b = self.conn, self.b
+        conn, b, sock = self.conn, self.b, self.sock
         while True:
             with self.lock:
                 if conn.closed:
                     return
                 timer = conn.get_timer()
-                paused = conn.reading_paused
+                paused = self.paused = conn.reading_paused
                 if paused:
                     self.resume.clear()
-            timeout = None if timer is None else timer - b.monotonic()
             if paused:
-                ready = self.resume.wait(None if timeout is None else max(timeout, 0.0))
-            else:
-                try:
-                    ready = b.wait_readable(self.sock, timeout)
-                    data = self.sock.recv(65536) if ready else b""
-                except OSError:
-                    ready, data = True, b""
-                if ready:
-                    if data:
-                        self.core(conn.receive_data, data, b.monotonic())
-                    else:
-                        self.core(conn.receive_eof)
+                timeout = None if timer is None else max(timer - b.monotonic(), 0.0)
+                if not self.resume.wait(timeout):
+                    self.core(conn.handle_timer, b.monotonic())
+                continue
+            try:
+                if timer is not None and not b.wait_readable(sock, timer - b.monotonic()):
+                    self.core(conn.handle_timer, b.monotonic())
                     continue
-            if not ready:
-                self.core(conn.handle_timer, b.monotonic())
-
-    def _write_loop(self) -> None:
-        sock = self.sock
-        while True:
-            chunk = self.outq.get()
-            if chunk is None:
-                return
-            view = memoryview(chunk)
-            while view:
-                try:
-                    sent = sock.send(view)
-                except OSError as exc:
-                    log.info("write to %s failed: %s", self.addr, exc)
-                    self.core(self.conn.receive_eof)
-                    return
-                view = view[sent:]
-                with self.lock:
-                    self.queued -= sent
-                    self.conn.note_send_buffer(self.queued)
-                    if not self.conn.reading_paused:
-                        self.resume.set()
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            if data:
+                self.core(conn.receive_data, data, b.monotonic())
+            else:
+                self.core(conn.receive_eof)
 
     def _run_request(self, ev: RequestReceived) -> None:
         request_id, conn = ev.request_id, self.conn
