@@ -71,6 +71,10 @@ class ProtocolCarrier(asyncio.Protocol):
         if self._flush_handle is None and not self._holding:
             self._flush_handle = self.loop.call_soon(self._flush)
 
+    def kick(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush)
+
     def arm(self, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -119,6 +123,13 @@ class ProtocolCarrier(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_handle = None
+        link = self.link
+        assert link is not None
+        self._holding = True
+        try:
+            link.pump()  # what the core queued since the last pump, for one write
+        finally:
+            self._holding = False
         out = self._out
         if not out:
             return
@@ -128,8 +139,7 @@ class ProtocolCarrier(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not self._lost.done():
             transport.write(data)
-        assert self.link is not None
-        self.link.pump()  # report the send buffer (the core may drop the peer)
+        link.report()  # the send buffer now (the core may drop the peer)
         self._wake()
 
     def _fire(self) -> None:
@@ -175,7 +185,7 @@ class ProtocolCarrier(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         if self.link is not None:
-            self.link.pump()
+            self.link.report()
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -322,7 +322,7 @@ class Client:
             pattern, data, deadline=deadline, metadata=metadata, stream=stream
         )
         call = _Call(link, request_id)
-        link.pump()
+        link.carrier.kick()
         return call
 
     async def send(

@@ -109,6 +109,9 @@ class Carrier(Protocol):
     def write(self, data: bytes) -> None:
         """Queue bytes for the peer (never blocks)."""
 
+    def kick(self) -> None:
+        """The core has queued bytes: pump them out (now, or with the others of a batch)."""
+
     def arm(self, when: float) -> None:
         """Call ``link.tick()`` at ``when`` (loop time), replacing the armed time."""
 
@@ -164,8 +167,12 @@ class Link(Generic[C]):
         carrier = self.carrier
         data = conn.data_to_send()
         if data and not self.finished:
-            carrier.write(data)
-        conn.note_send_buffer(carrier.buffered)
+            closed = conn.closed
+            conn.note_send_buffer(carrier.buffered + len(data))
+            if closed or not conn.closed:  # not bytes that overflow the peer's buffer
+                carrier.write(data)
+        else:
+            conn.note_send_buffer(carrier.buffered)
         for event in conn.events_received():
             self._on_event(event)
         if conn.closed:
@@ -178,6 +185,15 @@ class Link(Generic[C]):
             if self._pause_reading:
                 carrier.pause(conn.reading_paused)
         return carrier.queued
+
+    def report(self) -> None:
+        """Some bytes were written: tell the core what is still buffered."""
+        conn = self.conn
+        conn.note_send_buffer(self.carrier.buffered)
+        if conn.closed:
+            self.pump()
+        elif self._pause_reading:
+            self.carrier.pause(conn.reading_paused)
 
     def feed(self, data: bytes) -> None:
         """Bytes from the peer."""
@@ -254,6 +270,9 @@ class StreamCarrier:
         self._out_size += len(data)
         self.queued += len(data)
         self._wake_writer.set()
+
+    def kick(self) -> None:
+        self.link.pump()
 
     def arm(self, when: float) -> None:
         self._deadline = when
@@ -337,5 +356,5 @@ class StreamCarrier:
                 self._notify()
                 return
             self._in_write = 0
-            self.link.pump()
+            self.link.report()
             self._notify()

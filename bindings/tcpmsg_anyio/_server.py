@@ -64,16 +64,16 @@ class _ServerLink(Link[ServerConnection]):
         super().__init__(conn, self._dispatch, loop=loop, pause_reading=True, log=logger)
         self.server = server
         self.tg: TaskGroup | None = None
-        self.tasks: set[asyncio.Task[None]] = set()  # requests, on asyncio
+        self.tasks: dict[int, asyncio.Task[None]] = {}  # requests, on asyncio
         self.events = Mailbox(loop)
         self.events_done = anyio.Event()
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
             if self.loop is not None:  # an asyncio task is far cheaper than start_soon
-                task = self.loop.create_task(self.server._run_request(self, event))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
+                self.tasks[event.request_id] = self.loop.create_task(
+                    self.server._run_request(self, event)
+                )
             else:
                 assert self.tg is not None
                 self.tg.start_soon(self.server._run_request, self, event)
@@ -296,10 +296,11 @@ class Server:
                     await link.events_done.wait()
                 tg.cancel_scope.cancel()
                 if link.tasks:
-                    for task in link.tasks:
+                    tasks = list(link.tasks.values())
+                    for task in tasks:
                         task.cancel()
                     with anyio.CancelScope(shield=True):
-                        await asyncio.wait(set(link.tasks))
+                        await asyncio.wait(tasks)
         finally:
             self._links.discard(link)
             logger.info("connection from %s closed", peer)
@@ -308,16 +309,20 @@ class Server:
 
     # -- handlers ---------------------------------------------------------------------
 
-    async def _call(
-        self, handler: Handler, data: Any, ctx: Context, on_item: Callable[[Any], None]
-    ) -> Any:
-        """Run a handler the way its kind asks; return its value or ``_STREAMED``."""
+    def _kind(self, handler: Handler) -> int:
         try:
             kind = self._kinds.get(handler)
             if kind is None:
                 kind = self._kinds[handler] = _kind(handler)
         except TypeError:  # an unhashable callable
             kind = _kind(handler)
+        return kind
+
+    async def _call(
+        self, handler: Handler, data: Any, ctx: Context, on_item: Callable[[Any], None]
+    ) -> Any:
+        """Run a handler the way its kind asks; return its value or ``_STREAMED``."""
+        kind = self._kind(handler)
         if kind == _ASYNC:
             return await handler(data, ctx)
         if kind == _ASYNC_GEN:
@@ -342,14 +347,17 @@ class Server:
         return result
 
     async def _run_request(self, link: _ServerLink, event: RequestReceived) -> None:
-        conn, request_id = link.conn, event.request_id
-
-        def send_item(value: Any) -> None:
-            conn.send_item(request_id, value)
-            link.pump()
-
+        conn, request_id, handler = link.conn, event.request_id, event.handler
         try:
-            result = await self._call(event.handler, event.data, event.context, send_item)
+            if self._kind(handler) == _ASYNC:  # the common case, without a frame more
+                result = await handler(event.data, event.context)
+            else:
+
+                def send_item(value: Any) -> None:
+                    conn.send_item(request_id, value)
+                    link.pump()
+
+                result = await self._call(handler, event.data, event.context, send_item)
             if result is _STREAMED:
                 conn.end_stream(request_id)
             else:
@@ -358,7 +366,9 @@ class Server:
             if not isinstance(exc, RpcError):
                 logger.exception("handler for %r failed", event.context.route)
             conn.fail(request_id, exc)
-        link.pump()
+        finally:
+            link.tasks.pop(request_id, None)
+        link.carrier.kick()  # the reply leaves with the others of this loop iteration
         if self._closing:
             self._notify()
 
