@@ -171,10 +171,12 @@ class Link(Generic[C]):
             conn.note_send_buffer(carrier.buffered + len(data))
             if closed or not conn.closed:  # not bytes that overflow the peer's buffer
                 carrier.write(data)
-        else:
-            conn.note_send_buffer(carrier.buffered)
-        for event in conn.events_received():
+            if self._pause_reading:
+                carrier.pause(conn.reading_paused)
+        event = conn.next_event()
+        while event is not None:
             self._on_event(event)
+            event = conn.next_event()
         if conn.closed:
             carrier.close()
         else:
@@ -182,8 +184,6 @@ class Link(Generic[C]):
             if timer is not None and timer < self._armed:
                 self._armed = timer
                 carrier.arm(timer)
-            if self._pause_reading:
-                carrier.pause(conn.reading_paused)
         return carrier.queued
 
     def report(self) -> None:
