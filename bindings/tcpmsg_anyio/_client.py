@@ -58,9 +58,21 @@ class _ClientLink(Link[ClientConnection]):
         super().__init__(conn, self._dispatch, loop=loop, pause_reading=False, log=logger)
         self.client = client
         self.waiters: dict[str, _Mailbox] = {}
+        self.futures: dict[str, asyncio.Future[Event]] = {}  # one reply each, on asyncio
 
     def _dispatch(self, event: Event) -> None:
+        cls = type(event)
+        if cls is ResponseReceived or cls is RemoteErrorReceived or cls is RequestTimedOut:
+            future = self.futures.pop(event.request_id, None)  # type: ignore[attr-defined]
+            if future is not None:
+                if not future.done():
+                    future.set_result(event)
+                return
         if isinstance(event, ConnectionClosed):
+            futures, self.futures = self.futures, {}
+            for future in futures.values():
+                if not future.done():
+                    future.set_result(event)
             for waiter in self.waiters.values():
                 waiter.put(event)
             self.client._lost(self)
@@ -340,11 +352,31 @@ class Client:
         :class:`~sansio_tcpmsg.ConnectionClosedError`,
         :class:`~sansio_tcpmsg.UnserializableError` (nothing sent) or ``OSError``.
         """
-        call = await self._start(pattern, data, timeout, metadata, False)
+        link = self._link
+        if link is None or link.conn.closed:
+            link = await self._ensure()
+        loop = link.loop
+        if loop is None:
+            call = await self._start(pattern, data, timeout, metadata, False)
+            try:
+                event = await call.mailbox.get()
+            finally:
+                call.close()
+            return _outcome(event)
+        if timeout is _UNSET:
+            timeout = self.timeout
+        deadline = None if timeout is None else loop.time() + timeout
+        request_id = link.conn.send_request(pattern, data, deadline=deadline, metadata=metadata)
+        link.carrier.kick()
+        futures = link.futures
+        future = futures[request_id] = loop.create_future()
         try:
-            event = await call.mailbox.get()
+            event = await future
         finally:
-            call.close()
+            if futures.pop(request_id, None) is not None:  # left before the reply
+                link.conn.cancel(request_id)
+        if type(event) is ResponseReceived:
+            return event.value
         return _outcome(event)
 
     def stream(
