@@ -96,7 +96,7 @@ class JsonCodec:
             self._encode: Any = lambda value, _level: encoder.iterencode(value)
         else:
             self._encode = make_encoder(
-                None, _not_serializable, json.encoder.encode_basestring, None, ":", ",", False, False, False
+                None, _not_serializable, _encode_string_fast, None, ":", ",", False, False, False
             )
 
     def dumps(self, value: Any) -> str:
@@ -125,6 +125,25 @@ class JsonCodec:
         if end == len(text):
             return value
         return self._decode(text)  # white space around the value, or an error to raise
+
+
+_c_encode_string = json.encoder.encode_basestring
+_MUST_ESCAPE = tuple(map(chr, range(32))) + ('"', "\\")
+
+
+def _encode_string_fast(text: str) -> str:
+    """A JSON string, as ``encode_basestring`` writes it.
+
+    The C escaper walks a long string character by character (150 µs for 64 KiB); a
+    string with nothing to escape only needs quotes, which 34 ``in`` tests (memchr
+    speed) prove in a fifth of that time.
+    """
+    if len(text) < 4096:
+        return _c_encode_string(text)
+    for char in _MUST_ESCAPE:
+        if char in text:
+            return _c_encode_string(text)
+    return '"' + text + '"'
 
 
 def _not_serializable(value: Any) -> Any:

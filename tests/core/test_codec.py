@@ -57,6 +57,19 @@ def test_compact_and_non_ascii_kept() -> None:
     assert codec.dumps({"a": [1, "é中😀\u2028"]}) == '{"a":[1,"é中😀\u2028"]}'
 
 
+@pytest.mark.parametrize("tail", ["", '"', "\\", "\n", "\x00", "\x1f", "\x7f", "\u2028", "\ud800", "é"])
+def test_long_strings_written_as_json_writes_them(tail: str) -> None:
+    # A long string with nothing to escape takes the quotes-only path; any character
+    # JSON escapes sends it back to the C escaper.
+    for text in ("x" * 5000 + tail, tail + "y" * 5000):
+        value = {"s": text, text: [text]}
+        expected = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        if "\ud800" not in tail:
+            assert codec.dumps(value) == expected
+        else:
+            assert codec.dumps(value) == expected.replace("\ud800", "\\ud800")
+
+
 def test_slow_path_only_changes_numbers() -> None:
     value = {"f": 1.0, "s": "1.0,", "n": None, "t": True, "x": False, "l": [1e-7, 2], 1: 0.5, False: 1.0, None: 2.0}
     assert codec.dumps(value) == '{"f":1,"s":"1.0,","n":null,"t":true,"x":false,"l":[1e-7,2],"1":0.5,"false":1,"null":2}'
