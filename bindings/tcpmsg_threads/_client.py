@@ -44,13 +44,43 @@ DEFAULT: Any = _Default()
 """Marks "use the client's default timeout"."""
 
 
-class _Session:
-    """One socket and the core connection on it; waiters by request id."""
+_LEAD: tuple[str, Any] = ("lead", None)
+"""Put in a waiting caller's queue: the socket has no reader, become it."""
 
-    def __init__(self, conn: ClientConnection, sock: Any) -> None:
+_IDLE = 0.05  # seconds without calls before the background reader watches the socket
+
+
+def _take(waiter: QueueLike) -> tuple[str, Any] | None:
+    """A queued outcome (not a stale ``_LEAD``), or None."""
+    while True:
+        try:
+            outcome: tuple[str, Any] = waiter.get(False)
+        except Empty:
+            return None
+        if outcome is not _LEAD:
+            return outcome
+
+
+class _Session:
+    """One socket and the core connection on it; waiters by request id.
+
+    Callers waiting for a reply take turns reading the socket themselves (one reader at
+    a time, the others wait on their queue), so a reply wakes no other thread; the
+    background reader watches the socket only while no call is waiting. Writes are
+    combined the same way: one writer at a time, with what others queued meanwhile.
+    """
+
+    def __init__(self, conn: ClientConnection, sock: Any, backend: Backend) -> None:
         self.conn = conn
         self.sock = sock
         self.waiters: dict[str, QueueLike] = {}
+        self.followers: dict[QueueLike, str] = {}  # callers blocked on their queue
+        self.reading = False
+        self.writing = False
+        self.out: list[bytes] = []
+        self.last_call = 0.0
+        self.lost = False
+        self.stop = backend.event()
         self.reader: Task | None = None
 
 
@@ -84,7 +114,6 @@ class Client:
         self._b = backend
         self._lock = backend.lock()  # around every core call
         self._connect_lock = backend.lock()
-        self._write_lock = backend.lock()
         self._status_lock = backend.lock()
         self._session: _Session | None = None
         self._status = ConnectionStatus.DISCONNECTED
@@ -115,6 +144,7 @@ class Client:
         if session is None:
             return
         self._core(session, session.conn.close)
+        session.stop.set()
         try:
             self._b.shutdown(session.sock, socket.SHUT_RDWR)
         except OSError:
@@ -156,7 +186,7 @@ class Client:
                     log.info("connecting to %s:%s failed (%s); retrying", self.host, self.port, exc)
                     self._b.sleep(delay)
                     delay = min(delay * 2, 2.0)
-            session = _Session(ClientConnection(limits=self.limits, codec=self.codec), sock)
+            session = _Session(ClientConnection(limits=self.limits, codec=self.codec), sock, self._b)
             self._session = session
             session.reader = self._b.spawn(self._read_loop, session)
             self._ever_connected = True
@@ -167,48 +197,115 @@ class Client:
     # -- the pump ---------------------------------------------------------------------
 
     def _core(self, session: _Session, fn: Callable[..., object], *args: Any) -> None:
-        """Call the core under the lock, then write its bytes and dispatch its events."""
+        """Call the core under the lock, then dispatch its events and write its bytes."""
         with self._lock:
             fn(*args)
-            out = session.conn.data_to_send()
+            out = self._take_out(session)
             events = session.conn.events_received()
+        if events:
+            self._dispatch(session, events)
         if out:
             self._write(session, out)
-        self._dispatch(session, events)
+
+    @staticmethod
+    def _take_out(session: _Session) -> bytes:
+        """(Under the lock.) The core's bytes if this caller is to write them, else b""."""
+        out = session.conn.data_to_send()
+        if out:
+            if session.writing:
+                session.out.append(out)
+                return b""
+            session.writing = True
+        return out
 
     def _write(self, session: _Session, data: bytes) -> bool:
-        try:
-            with self._write_lock:
-                session.sock.sendall(data)
-            return True
-        except OSError as exc:
-            log.info("connection lost while writing: %s", exc)
-            self._core(session, session.conn.receive_eof)
+        """Write ``data`` and whatever other callers queued meanwhile; False if it failed."""
+        while True:
             try:
-                self._b.shutdown(session.sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return False
+                session.sock.sendall(data)
+            except OSError as exc:
+                with self._lock:
+                    session.writing = False
+                    session.out.clear()
+                log.info("connection lost while writing: %s", exc)
+                self._core(session, session.conn.receive_eof)
+                try:
+                    self._b.shutdown(session.sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return False
+            with self._lock:
+                if not session.out:
+                    session.writing = False
+                    return True
+                data = b"".join(session.out)
+                session.out.clear()
+
+    def _read_step(self, session: _Session) -> None:
+        """(With the reader role.) Read once, or handle the timer, and pump the core."""
+        conn, sock, b = session.conn, session.sock, self._b
+        with self._lock:
+            timer = conn.get_timer()
+        try:
+            if timer is not None and not b.wait_readable(sock, timer - b.monotonic()):
+                self._core(session, conn.handle_timer, b.monotonic())
+                return
+            data = sock.recv(65536)
+        except OSError:
+            data = b""
+        if data:
+            self._core(session, conn.receive_data, data, b.monotonic())
+        else:
+            self._core(session, conn.receive_eof)
+
+    def _release(self, session: _Session) -> None:
+        """Give up the reader role; wake a caller still waiting to take it over."""
+        with self._lock:
+            session.reading = False
+            session.last_call = self._b.monotonic()
+            nxt = self._next_reader(session)
+        if nxt is not None:
+            nxt.put(_LEAD)
+        if session.conn.closed:
+            self._lose(session)
+
+    def _lose(self, session: _Session) -> None:
+        """Once the connection is closed: close the socket, report the status."""
+        with self._lock:
+            lost, session.lost = session.lost, True
+        if not lost:
+            session.sock.close()
+            log.info("disconnected from %s:%s", self.host, self.port)
+            self._set_status(ConnectionStatus.DISCONNECTED, session)
+
+    @staticmethod
+    def _next_reader(session: _Session) -> QueueLike | None:
+        """(Under the lock.) A blocked caller whose reply is still to come, if none reads."""
+        if session.reading or session.conn.closed:
+            return None
+        waiters = session.waiters
+        for waiter, request_id in session.followers.items():
+            if request_id in waiters:
+                return waiter
+        return None
 
     def _read_loop(self, session: _Session) -> None:
-        conn, sock, b = session.conn, session.sock, self._b
-        while not conn.closed:
+        """The background reader: watches the socket while no caller does."""
+        b = self._b
+        while not session.conn.closed:
             with self._lock:
-                timer = conn.get_timer()
+                lead = not session.reading and (
+                    b.monotonic() - session.last_call > _IDLE
+                    or self._next_reader(session) is not None)
+                session.reading = session.reading or lead
+            if not lead:
+                session.stop.wait(_IDLE)
+                continue
             try:
-                if not b.wait_readable(sock, None if timer is None else timer - b.monotonic()):
-                    self._core(session, conn.handle_timer, b.monotonic())
-                    continue
-                data = sock.recv(65536)
-            except OSError:
-                data = b""
-            if data:
-                self._core(session, conn.receive_data, data, b.monotonic())
-            else:
-                self._core(session, conn.receive_eof)
-        sock.close()
-        log.info("disconnected from %s:%s", self.host, self.port)
-        self._set_status(ConnectionStatus.DISCONNECTED, session)
+                self._read_step(session)
+            finally:
+                self._release(session)
+        self._lose(session)
 
     def _dispatch(self, session: _Session, events: list[Event]) -> None:
         waiters = session.waiters
@@ -256,31 +353,60 @@ class Client:
                     request_id = session.conn.send_request(
                         pattern, data, deadline=deadline, metadata=metadata, stream=stream)
                     session.waiters[request_id] = waiter
-                    out = session.conn.data_to_send()
+                    out = self._take_out(session)
                 break
             except ConnectionClosedError:
                 if attempt:
                     raise
-        self._write(session, out)
+        if out:
+            self._write(session, out)
         return session, request_id, waiter, deadline
 
-    def _wait(self, session: _Session, waiter: QueueLike, deadline: float | None) -> tuple[str, Any]:
-        b = self._b
+    def _wait(self, session: _Session, waiter: QueueLike, request_id: str,
+              deadline: float | None) -> tuple[str, Any]:
+        b, lock = self._b, self._lock
         while True:
-            wait = None if deadline is None else max(deadline - b.monotonic(), 0.0) + 0.002
-            try:
-                outcome: tuple[str, Any] = waiter.get(timeout=wait)
+            with lock:
+                lead = not session.reading and not session.conn.closed
+                if lead:
+                    # What the last reader delivered is queued before it let go.
+                    outcome = _take(waiter)
+                    if outcome is not None:
+                        return outcome
+                    session.reading = True
+                else:
+                    session.followers[waiter] = request_id
+            if lead:
+                try:
+                    self._read_step(session)
+                finally:
+                    self._release(session)
+                outcome = _take(waiter)
+                if outcome is None:
+                    continue
+            else:
+                wait = None if deadline is None else max(deadline - b.monotonic(), 0.0) + 0.002
+                try:
+                    outcome = waiter.get(timeout=wait)
+                except Empty:
+                    outcome = _LEAD
+                    if session.conn.closed:
+                        outcome = "error", ConnectionClosedError("connection closed")
+                    else:
+                        self._core(session, session.conn.handle_timer, b.monotonic())
+                with lock:
+                    del session.followers[waiter]
+                    nxt = self._next_reader(session) if outcome is not _LEAD else None
+                if nxt is not None:
+                    nxt.put(_LEAD)
+            if outcome is not _LEAD:
                 return outcome
-            except Empty:
-                if session.conn.closed:
-                    return "error", ConnectionClosedError("connection closed")
-                self._core(session, session.conn.handle_timer, b.monotonic())
 
     def send(self, pattern: Any, data: Any, *, timeout: float | None = DEFAULT,
              metadata: Any = None) -> Any:
         """Send a request and return its reply's value (see the contract for errors)."""
-        session, _, waiter, deadline = self._start(pattern, data, timeout, metadata, False)
-        kind, value = self._wait(session, waiter, deadline)
+        session, request_id, waiter, deadline = self._start(pattern, data, timeout, metadata, False)
+        kind, value = self._wait(session, waiter, request_id, deadline)
         if kind == "error":
             raise value
         return value
@@ -298,7 +424,7 @@ class Client:
                  deadline: float | None) -> Iterator[Any]:
         try:
             while True:
-                kind, value = self._wait(session, waiter, deadline)
+                kind, value = self._wait(session, waiter, request_id, deadline)
                 if kind == "item":
                     yield value
                 elif kind == "error":
@@ -311,10 +437,11 @@ class Client:
                 session.waiters.pop(request_id, None)
 
     def emit(self, pattern: Any, data: Any, *, metadata: Any = None) -> None:
-        """Send an event; returns once the frame is handed to the socket."""
+        """Send an event; returns once the frame is handed to the socket (or queued
+        behind a write in progress, which writes it)."""
         session = self._open()
         with self._lock:
             session.conn.emit(pattern, data, metadata=metadata)
-            out = session.conn.data_to_send()
-        if not self._write(session, out):
+            out = self._take_out(session)
+        if out and not self._write(session, out):
             raise ConnectionClosedError("connection closed while sending the event")
