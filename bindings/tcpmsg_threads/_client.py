@@ -222,7 +222,9 @@ class Client:
         """Write ``data`` and whatever other callers queued meanwhile; False if it failed."""
         while True:
             try:
-                session.sock.sendall(data)
+                sent = session.sock.send(data)  # gevent's sendall asks the OS for SO_SNDBUF first
+                if sent < len(data):
+                    session.sock.sendall(memoryview(data)[sent:])
             except OSError as exc:
                 with self._lock:
                     session.writing = False

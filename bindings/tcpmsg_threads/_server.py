@@ -92,7 +92,9 @@ class _Peer:
         conn, sock = self.conn, self.sock
         while True:
             try:
-                sock.sendall(data)
+                sent = sock.send(data)  # gevent's sendall asks the OS for SO_SNDBUF first
+                if sent < len(data):
+                    sock.sendall(memoryview(data)[sent:])
             except OSError as exc:
                 with self.lock:
                     self.writing = False
