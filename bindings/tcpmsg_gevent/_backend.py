@@ -108,8 +108,8 @@ class GeventBackend:
         return gevent.event.Event()
 
     def queue(self) -> Any:
-        """A new unbounded gevent queue."""
-        return gevent.queue.Queue()
+        """A new unbounded gevent queue (no task tracking: half the cost of ``Queue``)."""
+        return gevent.queue.SimpleQueue()
 
     def pool(self, max_workers: int) -> _GreenletPool:
         """A greenlet per request (``max_workers`` does not apply to greenlets)."""
