@@ -119,6 +119,11 @@ class GeventBackend:
         """Yield to other greenlets for ``seconds``."""
         gevent.sleep(seconds)
 
+    def before_write(self) -> None:
+        """Yield once: greenlets already scheduled (a read batch's handlers, other
+        callers) queue their bytes behind this write, which then carries them all."""
+        gevent.sleep(0)
+
     def monotonic(self) -> float:
         """``time.monotonic``."""
         return time.monotonic()

@@ -100,6 +100,10 @@ class Backend(Protocol):
     def sleep(self, seconds: float) -> None:
         """Block this task."""
 
+    def before_write(self) -> None:
+        """Let tasks that are ready queue their bytes too, so one write carries them
+        (gevent: yield once to the hub; threads: nothing, they run anyway)."""
+
     def monotonic(self) -> float:
         """The clock given to the core."""
 
@@ -224,6 +228,9 @@ class ThreadBackend:
     def sleep(self, seconds: float) -> None:
         """Block this thread."""
         time.sleep(seconds)
+
+    def before_write(self) -> None:
+        """Nothing: other threads queue their bytes while this one writes."""
 
     def monotonic(self) -> float:
         """``time.monotonic``."""

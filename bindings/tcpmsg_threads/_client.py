@@ -220,6 +220,11 @@ class Client:
 
     def _write(self, session: _Session, data: bytes) -> bool:
         """Write ``data`` and whatever other callers queued meanwhile; False if it failed."""
+        self._b.before_write()
+        with self._lock:
+            if session.out:
+                data = b"".join([data, *session.out])
+                session.out.clear()
         while True:
             try:
                 sent = session.sock.send(data)  # gevent's sendall asks the OS for SO_SNDBUF first

@@ -90,6 +90,11 @@ class _Peer:
     def _write(self, data: bytes) -> None:
         """Write ``data``, then whatever was queued meanwhile, until nothing is left."""
         conn, sock = self.conn, self.sock
+        self.b.before_write()
+        with self.lock:
+            if self.pending:
+                data = b"".join([data, *self.pending])
+                self.pending.clear()
         while True:
             try:
                 sent = sock.send(data)  # gevent's sendall asks the OS for SO_SNDBUF first
