@@ -68,7 +68,8 @@ class ClientConnection(Connection):
         """
         if self.closed:
             raise ConnectionClosedError("the connection is closed")
-        normalize_pattern(pattern)  # refuses what no server could route
+        if pattern.__class__ is not str:
+            normalize_pattern(pattern)  # refuses what no server could route
         self._next_id += 1
         request_id = str(self._next_id)
         packet = {"pattern": pattern, "data": data, "id": request_id}

@@ -11,7 +11,6 @@ byte-identical to its frames.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .errors import NO_HANDLER_MESSAGE, RpcError
@@ -68,8 +67,7 @@ class ReplyKind(enum.Enum):
     ERROR = "error"  # ``err`` set: the request failed
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     """A reply received by a client."""
 
     id: Any
@@ -85,7 +83,7 @@ def parse_reply(obj: Any) -> Reply | None:
     if not _ENVELOPE_KEYS.issuperset(obj):
         return Reply(obj.get("id"), ReplyKind.LAST, obj)
     err = obj.get("err")
-    if js_truthy(err):
+    if err is not None and js_truthy(err):
         no_handler = err == NO_HANDLER_MESSAGE and obj.get("status") == "error"
         return Reply(obj.get("id"), ReplyKind.ERROR, err, no_handler)
     if js_truthy(obj.get("isDisposed")):
