@@ -166,12 +166,16 @@ class _StreamCall:
 
 
 class Client:
-    """A connection to one NestJS-compatible TCP microservice (see :func:`connect`).
+    """A connection to one NestJS-compatible TCP microservice (``connect`` is this class).
 
     Use it as ``async with connect(...) as client:``, or call ``await client.connect()``
     and later ``await client.aclose()`` from the same task: the client's reader runs in
     a task group opened there, so the client's lifetime nests in the enclosing task
     groups' (structured concurrency).
+
+    ``timeout`` is the default per-call timeout (None waits forever); ``retries`` extra
+    connection attempts back off exponentially from ``retry_delay`` (capped at 2 s);
+    ``tls`` is a client ``ssl.SSLContext`` (``server_hostname`` defaults to ``host``).
     """
 
     def __init__(
@@ -451,36 +455,6 @@ class Client:
             await self._exit_task_group(None, None, None)
 
 
-def connect(
-    host: str = "localhost",
-    port: int = 3000,
-    *,
-    tls: ssl.SSLContext | None = None,
-    server_hostname: str | None = None,
-    timeout: float | None = 30.0,
-    connect_timeout: float = 10.0,
-    retries: int = 0,
-    retry_delay: float = 0.1,
-    limits: Limits | None = None,
-    codec: Codec | None = None,
-    on_status: Callable[[ConnectionStatus], None] | None = None,
-) -> Client:
-    """A :class:`Client` for ``host:port``; ``async with`` it to connect and close.
 
-    ``timeout`` is the default per-call timeout (None waits forever); ``retries`` extra
-    connection attempts back off exponentially from ``retry_delay`` (capped at 2 s);
-    ``tls`` is a client ``ssl.SSLContext`` (``server_hostname`` defaults to ``host``).
-    """
-    return Client(
-        host,
-        port,
-        tls=tls,
-        server_hostname=server_hostname,
-        timeout=timeout,
-        connect_timeout=connect_timeout,
-        retries=retries,
-        retry_delay=retry_delay,
-        limits=limits,
-        codec=codec,
-        on_status=on_status,
-    )
+connect = Client
+"""``connect(host, port, ...)``: a :class:`Client`; ``async with`` it to connect and close."""

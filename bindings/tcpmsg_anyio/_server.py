@@ -88,9 +88,12 @@ class _ServerLink(Link[ServerConnection]):
 
 
 class Server:
-    """A TCP microservice server for ``router`` (see :func:`serve`).
+    """A TCP microservice server for ``router`` (``serve`` is this class).
 
-    ``async with`` binds and serves in the background; leaving closes gracefully.
+    ``async with`` binds and serves in the background (``port=0`` picks a free port);
+    leaving closes gracefully. ``tls`` is a server ``ssl.SSLContext`` (mutual TLS when it
+    requires client certificates); ``max_workers`` bounds the threads running
+    plain-function handlers.
     """
 
     def __init__(
@@ -393,40 +396,11 @@ def _discard(item: Any) -> None:
     pass
 
 
-def serve(
-    router: Router,
-    host: str = "localhost",
-    port: int = 3000,
-    *,
-    tls: ssl.SSLContext | None = None,
-    limits: Limits | None = None,
-    codec: Codec | None = None,
-    grace: float = 5.0,
-    max_workers: int = 64,
-) -> Server:
-    """A :class:`Server` for ``router`` on ``host:port`` (``port=0`` picks a free port).
-
-    ``tls`` is a server ``ssl.SSLContext`` (mutual TLS when it requires client
-    certificates); ``max_workers`` bounds the threads running plain-function handlers.
-    """
-    return Server(
-        router, host, port, tls=tls, limits=limits, codec=codec, grace=grace, max_workers=max_workers
-    )
+serve = Server
+"""``serve(router, host, port, ...)``: a :class:`Server`; ``async with`` it to serve."""
 
 
-async def run(
-    router: Router,
-    host: str = "localhost",
-    port: int = 3000,
-    *,
-    tls: ssl.SSLContext | None = None,
-    limits: Limits | None = None,
-    codec: Codec | None = None,
-    grace: float = 5.0,
-    max_workers: int = 64,
-) -> None:
+async def run(router: Router, host: str = "localhost", port: int = 3000, **kwargs: Any) -> None:
     """Serve ``router`` until cancelled: ``anyio.run(tcpmsg_anyio.run, router)``."""
-    server = serve(
-        router, host, port, tls=tls, limits=limits, codec=codec, grace=grace, max_workers=max_workers
-    )
+    server = serve(router, host, port, **kwargs)
     await server.serve_forever()
