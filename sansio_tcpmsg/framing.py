@@ -77,20 +77,21 @@ class FrameDecoder:
             self._text = "".join(self._waiting)
             self._pos = 0
             self._waiting = []
-        elif self._pos < len(self._text):
+            return self._cut(self._waiting_units)
+        if self._pos < len(self._text):
             self._text = self._text[self._pos :] + chunk
-            self._pos = 0
         else:
             self._text = chunk
-            self._pos = 0
-        return self._cut()
+        self._pos = 0
+        return self._cut(utf16_length(self._text))
 
-    def _cut(self) -> list[str]:
+    def _cut(self, units: int) -> list[str]:
+        """Cut frames from the text, which is ``units`` UTF-16 units long."""
         frames: list[str] = []
         text, pos, end = self._text, self._pos, len(self._text)
         need = self._need
         # Without characters outside the BMP, units are characters: cut by index.
-        by_index = text.isascii() or utf16_length(text) == end
+        by_index = units == end
         while pos < end:
             if need is None:
                 hash_at = text.find("#", pos, pos + self.max_prefix_digits + 1)
@@ -111,7 +112,8 @@ class FrameDecoder:
                 pos += need
                 need = None
                 continue
-            cut = _cut_units(text, pos, need)
+            # A large frame completed by this read is often the whole text: no cutting.
+            cut = text if pos == 0 and units == need else _cut_units(text, pos, need)
             if cut is None:
                 break
             frames.append(cut)
