@@ -63,11 +63,10 @@ def test_tls_example_output() -> None:
 
 def test_nest_client_against_nestjs() -> None:
     """Against real NestJS 12 when node is available; else against our own server."""
-    try:
-        from tests.interop.nest import NestError, NestServer, node_available
-    except ImportError:  # pragma: no cover - the interop fixtures are missing
-        pytest.skip("tests/interop/nest.py is not importable")
-    if not node_available():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
+    from nest import NestError, NestServer, node_available
+
+    if not node_available() and os.environ.get("CI") != "true":
         proc = run_example("nest_client.py")  # the Python stand-in
         assert proc.returncode == 0, proc.stderr
         return
@@ -75,6 +74,8 @@ def test_nest_client_against_nestjs() -> None:
         server = NestServer(12)
         server.start()
     except NestError as exc:
+        if os.environ.get("CI") == "true":
+            raise
         pytest.skip(f"NestJS could not start here: {str(exc).splitlines()[0]}")
     try:
         proc = run_example("nest_client.py", server.host, str(server.port))
