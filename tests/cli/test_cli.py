@@ -414,3 +414,42 @@ def test_demo() -> None:
     assert re.search(r'\d+#\{"err":\{', out), out
     assert "RemoteError, err =" in out
     assert "NoHandlerError" in out
+
+
+@pytest.fixture(scope="module")
+def nestjs() -> Iterator[str]:
+    """A real NestJS 12 microservice (tests/interop/js/server.js); skipped without Node off CI."""
+    sys.path.insert(0, str(ROOT / "tests" / "interop"))
+    from nest import NestServer, node_available
+
+    if not node_available() and os.environ.get("CI") != "true":
+        pytest.skip("node is not installed (CI runs this)")
+    server = NestServer(12)
+    server.start()
+    try:
+        yield f"{server.host}:{server.port}"
+    finally:
+        server.stop()
+
+
+def test_send_stream_emit_against_nestjs(nestjs: str) -> None:
+    proc = tcpmsg("send", nestjs, '{"cmd":"sum"}', "[1,2,3]")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == 6
+    proc = tcpmsg("send", nestjs, "echo", "héllo 😀")
+    assert proc.returncode == 0 and json.loads(proc.stdout) == "héllo 😀"
+    proc = tcpmsg("stream", nestjs, "stream", '{"count":3,"gap_ms":20}')
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line) for line in proc.stdout.splitlines()] == [0, 1, 2]
+    assert tcpmsg("emit", nestjs, "note", '{"n":7}').returncode == 0
+    for _ in range(50):  # the event travels on its own connection: wait until it is seen
+        proc = tcpmsg("send", nestjs, "events.get", "0")
+        assert proc.returncode == 0, proc.stderr
+        if json.loads(proc.stdout)[-2:] == [["noteA", {"n": 7}], ["noteB", {"n": 7}]]:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"both NestJS event handlers should have seen the event: {proc.stdout}")
+    proc = tcpmsg("send", nestjs, "error.object", "0")
+    assert proc.returncode == 1
+    assert json.loads(proc.stderr.strip().splitlines()[-1].split(" ", 2)[-1]) == {"code": 42, "reason": "bad"}
