@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import RemoteProtocolError
+from .errors import (
+    ConnectionClosedError,
+    NoHandlerError,
+    RemoteError,
+    RemoteProtocolError,
+    RequestTimeout,
+)
 
 if TYPE_CHECKING:
     from .routing import Context, Handler
@@ -65,12 +71,20 @@ class RemoteErrorReceived(Event):
     error: Any
     no_handler: bool
 
+    def exception(self) -> RemoteError:
+        """What a client raises for this reply: ``NoHandlerError`` or ``RemoteError``."""
+        return (NoHandlerError if self.no_handler else RemoteError)(self.error)
+
 
 @dataclass(frozen=True, slots=True)
 class RequestTimedOut(Event):
     """A request's deadline passed; replies that still come for it are dropped."""
 
     request_id: str
+
+    def exception(self) -> RequestTimeout:
+        """What a client raises for this request."""
+        return RequestTimeout(f"request {self.request_id} got no reply before its deadline")
 
 
 # Server side ------------------------------------------------------------------------
@@ -119,3 +133,8 @@ class ConnectionClosed(Event):
 
     error: RemoteProtocolError | None = None
     failed: tuple[str, ...] = ()
+
+    def exception(self) -> ConnectionClosedError:
+        """What a client raises for each request in ``failed``."""
+        reason = f": {self.error}" if self.error is not None else ""
+        return ConnectionClosedError(f"the connection closed before the reply{reason}")

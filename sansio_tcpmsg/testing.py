@@ -22,7 +22,6 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .client import ClientConnection
-from .errors import NoHandlerError, RemoteError
 from .events import (
     Event,
     EventReceived,
@@ -162,6 +161,6 @@ def _outcome(events: list[Event]) -> list[Any]:
         if isinstance(event, (ResponseReceived, StreamItemReceived)):
             values.append(event.value)
         elif isinstance(event, RemoteErrorReceived):
-            raise (NoHandlerError if event.no_handler else RemoteError)(event.error)
+            raise event.exception()
     return values
 

@@ -21,13 +21,10 @@ from sansio_tcpmsg import (
     ConnectionStatus,
     Event,
     Limits,
-    NoHandlerError,
     PacketDropped,
     ProtocolErrorOccurred,
-    RemoteError,
     RemoteErrorReceived,
     RequestTimedOut,
-    RequestTimeout,
     ResponseReceived,
     StreamEnded,
     StreamItemReceived,
@@ -90,13 +87,8 @@ def _outcome(event: Event) -> Any:
     """The value an event carries for the caller, or the exception it means."""
     if isinstance(event, (ResponseReceived, StreamItemReceived)):
         return event.value
-    if isinstance(event, RemoteErrorReceived):
-        raise (NoHandlerError if event.no_handler else RemoteError)(event.error)
-    if isinstance(event, RequestTimedOut):
-        raise RequestTimeout("no reply before the deadline")
-    if isinstance(event, ConnectionClosed):
-        raise ConnectionClosedError("the connection closed while waiting for the reply")
-    raise AssertionError(f"unexpected event {event!r}")  # pragma: no cover
+    assert isinstance(event, (RemoteErrorReceived, RequestTimedOut, ConnectionClosed)), event
+    raise event.exception()
 
 
 class _Call:

@@ -16,13 +16,10 @@ from sansio_tcpmsg import (
     ConnectionStatus,
     Event,
     Limits,
-    NoHandlerError,
     PacketDropped,
     ProtocolErrorOccurred,
-    RemoteError,
     RemoteErrorReceived,
     RequestTimedOut,
-    RequestTimeout,
     ResponseReceived,
     StreamEnded,
     StreamItemReceived,
@@ -325,15 +322,11 @@ class Client:
                 self._resolve(waiters, ev.request_id, ("value", ev.value))
             elif isinstance(ev, StreamEnded):
                 self._resolve(waiters, ev.request_id, ("end", None))
-            elif isinstance(ev, RemoteErrorReceived):
-                remote = NoHandlerError(ev.error) if ev.no_handler else RemoteError(ev.error)
-                self._resolve(waiters, ev.request_id, ("error", remote))
-            elif isinstance(ev, RequestTimedOut):
-                self._resolve(waiters, ev.request_id, ("error", RequestTimeout("request timed out")))
+            elif isinstance(ev, (RemoteErrorReceived, RequestTimedOut)):
+                self._resolve(waiters, ev.request_id, ("error", ev.exception()))
             elif isinstance(ev, ConnectionClosed):
                 for request_id in ev.failed:
-                    error = ConnectionClosedError(f"connection closed: {ev.error or 'closed'}")
-                    self._resolve(waiters, request_id, ("error", error))
+                    self._resolve(waiters, request_id, ("error", ev.exception()))
             elif isinstance(ev, ProtocolErrorOccurred):
                 log.warning("protocol error from server: %s", ev.error)
             elif isinstance(ev, PacketDropped):

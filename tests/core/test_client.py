@@ -229,3 +229,16 @@ def test_requests_and_events_as_nestjs_writes_them() -> None:
     assert conn.data_to_send() == encode_frame(
         '{"pattern":{"v":1,"cmd":"x"},"data":[1],"metadata":{"trace":"t"},"id":"1"}'
     ) + encode_frame('{"pattern":"{\\"cmd\\":\\"x\\",\\"v\\":1}","data":null,"metadata":{"trace":"t"}}')
+
+
+def test_events_say_what_a_client_raises() -> None:
+    from sansio_tcpmsg import ConnectionClosedError, NoHandlerError, RemoteError, RequestTimeout
+    from sansio_tcpmsg.errors import FrameError
+
+    assert type(RemoteErrorReceived("1", {"a": 1}, False).exception()) is RemoteError
+    assert RemoteErrorReceived("1", "x", True).exception().error == "x"
+    assert isinstance(RemoteErrorReceived("1", "x", True).exception(), NoHandlerError)
+    assert isinstance(RequestTimedOut("7").exception(), RequestTimeout)
+    assert "7" in str(RequestTimedOut("7").exception())
+    assert isinstance(ConnectionClosed().exception(), ConnectionClosedError)
+    assert "bad prefix" in str(ConnectionClosed(FrameError("bad prefix")).exception())
