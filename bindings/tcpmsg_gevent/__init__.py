@@ -6,13 +6,25 @@ No monkey-patching is needed: sockets, locks, queues and tasks come from gevent 
 
 from __future__ import annotations
 
-from tcpmsg_threads import Client, EntryPoints, Server
+import tcpmsg_threads
 
 from ._backend import GeventBackend
 
 __all__ = ["Client", "GeventBackend", "Server", "connect", "run", "serve"]
 
-_ENTRY = EntryPoints(GeventBackend())
-connect = _ENTRY.connect
-serve = _ENTRY.serve
-run = _ENTRY.run
+
+class Client(tcpmsg_threads.Client):
+    """The sync client on gevent's primitives (``connect`` is this class)."""
+
+    backend = GeventBackend()
+
+
+class Server(tcpmsg_threads.Server):
+    """The sync server on gevent's primitives, a greenlet per request (``serve`` is this class)."""
+
+    backend = Client.backend
+
+
+connect = Client
+serve = Server
+run = Server.run

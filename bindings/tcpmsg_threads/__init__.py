@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from ._backend import Backend, ThreadBackend
 from ._client import Client
-from ._entry import EntryPoints, run_with
 from ._server import Server
 
-__all__ = ["Backend", "Client", "EntryPoints", "Server", "ThreadBackend", "connect", "run", "run_with", "serve"]
+__all__ = ["Backend", "Client", "Server", "ThreadBackend", "connect", "run", "serve"]
 
-_ENTRY = EntryPoints(ThreadBackend())
-connect = _ENTRY.connect
-serve = _ENTRY.serve
-run = _ENTRY.run
+connect = Client
+serve = Server
+run = Server.run

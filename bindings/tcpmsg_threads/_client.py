@@ -6,7 +6,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from sansio_tcpmsg import (
     ClientConnection,
@@ -25,7 +25,7 @@ from sansio_tcpmsg import (
     StreamItemReceived,
 )
 
-from ._backend import Backend, Empty, QueueLike, Task
+from ._backend import Backend, Empty, QueueLike, Task, ThreadBackend
 
 __all__ = ["Client"]
 
@@ -85,7 +85,11 @@ class Client:
     """A client multiplexing many calls (from many threads or greenlets) on one socket.
 
     Use ``with connect(...) as client:``; see the bindings contract for every option.
+    ``connect`` is this class; ``tcpmsg_gevent`` subclasses it with another backend.
     """
+
+    #: The primitives (sockets, locks, tasks) this client runs on.
+    backend: ClassVar[Backend] = ThreadBackend()
 
     def __init__(
         self,
@@ -101,14 +105,13 @@ class Client:
         limits: Limits | None = None,
         codec: Codec | None = None,
         on_status: Callable[[ConnectionStatus], object] | None = None,
-        backend: Backend,
     ) -> None:
         self.host, self.port = host, port
         self.tls, self.server_hostname = tls, server_hostname
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.retries, self.retry_delay = retries, retry_delay
         self.limits, self.codec, self.on_status = limits, codec, on_status
-        self._b = backend
+        backend = self._b = self.backend
         self._lock = backend.lock()  # around every core call
         self._connect_lock = backend.lock()
         self._status_lock = backend.lock()

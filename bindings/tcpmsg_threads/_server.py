@@ -7,7 +7,7 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, ClassVar
 
 from sansio_tcpmsg import (
     Codec,
@@ -23,7 +23,7 @@ from sansio_tcpmsg import (
     TcpMsgError,
 )
 
-from ._backend import Backend, Pool, Task
+from ._backend import Backend, Pool, Task, ThreadBackend
 
 __all__ = ["Server"]
 
@@ -235,7 +235,14 @@ class _Peer:
 
 
 class Server:
-    """A server: accepts connections and runs handlers; use ``with serve(...) as server:``."""
+    """A server: accepts connections and runs handlers; use ``with serve(...) as server:``.
+
+    ``serve`` is this class; ``tcpmsg_gevent`` subclasses it with another backend.
+    Requests run on a pool of ``max_workers`` threads (threads) or a greenlet each (gevent).
+    """
+
+    #: The primitives (sockets, locks, tasks) this server runs on.
+    backend: ClassVar[Backend] = ThreadBackend()
 
     def __init__(
         self,
@@ -248,12 +255,11 @@ class Server:
         codec: Codec | None = None,
         grace: float = 5.0,
         max_workers: int = 64,
-        backend: Backend,
     ) -> None:
         self.router, self.host, self.port = router, host, port
         self.tls, self.limits, self.codec = tls, limits or Limits(), codec
         self.grace, self.max_workers = grace, max_workers
-        self.backend = backend
+        backend = self.backend
         self._lock = backend.lock()
         self._peers: set[_Peer] = set()
         self._closed = backend.event()
@@ -279,6 +285,15 @@ class Server:
         self._started = True
         self._acceptor = self.backend.spawn(self._accept_loop)
         log.info("listening on %s:%s", self.host, self.port)
+
+    @classmethod
+    def run(cls, router: Router, host: str = "localhost", port: int = 3000, **kwargs: Any) -> None:
+        """Serve ``router`` until interrupted (Ctrl-C), then close gracefully."""
+        with cls(router, host, port, **kwargs) as server:
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                pass
 
     def serve_forever(self) -> None:
         """Serve until :meth:`close` is called (from another thread or greenlet)."""
