@@ -16,7 +16,9 @@ Writes ``bench/results/bench-<stamp>.json`` and ``.md`` (and ``latest.json`` /
 ``--only`` takes comma-separated pair names or shell patterns, client->server, e.g.
 ``--only 'nest->anyio-*,anyio-asyncio->nest'``; ``nest->nest`` is always run (it is the
 baseline). Names: ``nest``, ``anyio-asyncio`` (uvloop when installed), ``anyio-trio``,
-``gevent``, ``threads``, ``raw`` (server only: ``bench/raw_server.py``). ``--only none``
+``gevent``, ``threads``; the framework-free ceilings ``raw`` (a minimal asyncio server,
+``bench/raw_server.py``, and a minimal asyncio client, ``bench/raw_client.py``) and
+``raw-threads`` (a minimal client of C threads on a blocking socket). ``--only none``
 runs the framer alone; ``--no-framer`` skips it.
 """
 
@@ -53,7 +55,7 @@ def all_pairs() -> list[tuple[str, str]]:
     pairs += [("nest", b) for b in BINDINGS]
     pairs += [(b, "nest") for b in BINDINGS]
     pairs += [(b, b) for b in BINDINGS]
-    pairs += [("nest", "raw")]
+    pairs += [("nest", "raw"), ("raw", "nest"), ("raw-threads", "nest")]
     return pairs
 
 
@@ -176,6 +178,10 @@ def start_driver(kind: str, port: int, env_node: dict[str, str], env_py: dict[st
     if kind == "nest":
         env = dict(env_node, PORT=str(port), HOST="127.0.0.1")
         proc = Proc([node(), str(BENCH / "js" / "load.js")], env, "NestJS load driver")
+    elif kind in ("raw", "raw-threads"):
+        mode = "threads" if kind == "raw-threads" else "asyncio"
+        proc = Proc([sys.executable, str(BENCH / "raw_client.py"), "--mode", mode, "--port", str(port)], env_py,
+                    f"{kind} client")
     else:
         proc = Proc([sys.executable, str(BENCH / "load.py"), "--binding", kind, "--port", str(port)], env_py,
                     f"{kind} load driver")
@@ -345,7 +351,8 @@ def markdown(report: dict[str, Any]) -> str:
         + f"; commit {m['commit']}.",
         "",
         "Pairs are `client->server`. `nest` = NestJS 12 (`ClientTCP` / `ServerTCP`); `raw` = "
-        "`bench/raw_server.py` (the framework-free asyncio ceiling). Ratios (×) are to "
+        "the framework-free asyncio ceilings (`bench/raw_server.py`, `bench/raw_client.py`); "
+        "`raw-threads` = a minimal client of C threads on one blocking socket. Ratios (×) are to "
         f"`{BASELINE}` in the same cell of this run: for req/s higher is better, for latency and "
         "RSS lower is better. RSS = peak resident memory of the server process during the cell.",
         "",
