@@ -314,27 +314,28 @@ class StreamCarrier:
     async def _read_loop(self) -> None:
         link = self.link
         while not self._closing:
-            data: bytes | None = None
-            eof = False
+            # One cancel scope until the armed time comes (``arm`` moves its deadline),
+            # not one a read.
             with anyio.CancelScope(deadline=self._deadline) as scope:
                 self._scope = scope
-                if self._paused:
-                    await self._progress.wait()
-                else:
-                    try:
-                        data = await self.stream.receive()
-                    except _STREAM_ERRORS:
-                        eof = True
+                await self._read_some()
             self._scope = None
-            if eof:
-                link.eof()
-            elif data is not None:
-                link.feed(data)
-            elif not self._closing and link.time() >= self._deadline:
+            if not self._closing and link.time() >= self._deadline:
                 self._deadline = math.inf
                 link.tick()
-            else:
-                link.pump()
+
+    async def _read_some(self) -> None:
+        link = self.link
+        while not self._closing:
+            if self._paused:
+                await self._progress.wait()
+                continue
+            try:
+                data = await self.stream.receive()
+            except _STREAM_ERRORS:
+                link.eof()
+                return
+            link.feed(data)
 
     async def _write_loop(self) -> None:
         while True:
