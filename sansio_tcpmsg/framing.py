@@ -46,7 +46,7 @@ class FrameDecoder:
     def __init__(self, max_buffer_size: int = DEFAULT_MAX_BUFFER_SIZE, max_prefix_digits: int = 16) -> None:
         self.max_buffer_size = max_buffer_size
         self.max_prefix_digits = max_prefix_digits
-        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+        self._held = b""  # the start of a character split across reads
         self._text = ""  # decoded text not yet cut into frames, from self._pos on
         self._pos = 0
         self._need: int | None = None  # body length in units once the prefix is read
@@ -67,11 +67,15 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[str]:
         """Decode ``data`` and return the JSON text of every frame it completes."""
-        chunk = self._utf8.decode(data)
+        if self._held:
+            data = self._held + data
+        # What the incremental UTF-8 decoder does, without its wrapper and its copy.
+        chunk, used = codecs.utf_8_decode(data, "replace", False)
+        self._held = data[used:]
         if self._need is not None:
             # Count, do not copy, until the body is complete: linear for huge frames.
             self._waiting.append(chunk)
-            self._waiting_units += utf16_length(chunk)
+            self._waiting_units += len(chunk) if chunk.isascii() else utf16_length(chunk)
             if self._waiting_units < self._need:
                 return []
             self._text = "".join(self._waiting)
