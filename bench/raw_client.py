@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 import _common
+from load import Cell, commands
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 perf = time.perf_counter
@@ -61,16 +62,6 @@ class Cutter:
 def frame(data: Any, request_id: str) -> bytes:
     text = _dumps({"pattern": "echo", "data": data, "id": request_id})
     return f"{len(text)}#{text}".encode()
-
-
-def commands() -> Any:
-    for line in sys.stdin:
-        if line.strip():
-            yield json.loads(line)
-
-
-def cell_result(lat: list[float], duration: float) -> None:
-    _common.emit({**_common.summarize(lat, duration), "errors": 0})
 
 
 # -- asyncio ---------------------------------------------------------------------------
@@ -113,25 +104,23 @@ async def run_asyncio(host: str, port: int) -> None:
             break
         if not line.strip():
             continue
-        cmd = json.loads(line)
-        data, lat = _common.payload(cmd["payload"]), []
-        state = {"recording": False, "stopping": False}
+        cell = Cell(json.loads(line))
 
-        async def worker(data: Any = data, lat: list[float] = lat, state: dict[str, bool] = state) -> None:
-            while not state["stopping"]:
+        async def worker(cell: Cell = cell) -> None:
+            while not cell.stopping:
                 t0 = perf()
-                await send(data)
-                if state["recording"]:
-                    lat.append(perf() - t0)
+                await send(cell.data)
+                if cell.recording:
+                    cell.lat.append(perf() - t0)
 
-        tasks = [asyncio.ensure_future(worker()) for _ in range(int(cmd["concurrency"]))]
-        await asyncio.sleep(float(cmd["warmup"]))
-        state["recording"] = True
-        await asyncio.sleep(float(cmd["duration"]))
-        state["recording"] = False
-        state["stopping"] = True
+        tasks = [asyncio.ensure_future(worker()) for _ in range(cell.concurrency)]
+        await asyncio.sleep(cell.warmup)
+        cell.recording = True
+        await asyncio.sleep(cell.duration)
+        cell.recording = False
+        cell.stopping = True
         await asyncio.gather(*tasks)
-        cell_result(lat, float(cmd["duration"]))
+        _common.emit(cell.result())
     transport.close()
 
 
@@ -171,27 +160,26 @@ def run_threads(host: str, port: int) -> None:
     sys.stdout.write("READY\n")
     sys.stdout.flush()
     for cmd in commands():
-        data, lat = _common.payload(cmd["payload"]), []
-        state = {"recording": False, "stopping": False}
+        cell = Cell(cmd)
 
-        def worker(data: Any = data, lat: list[float] = lat, state: dict[str, bool] = state) -> None:
-            while not state["stopping"]:
+        def worker(cell: Cell = cell) -> None:
+            while not cell.stopping:
                 t0 = perf()
-                send(data)
-                if state["recording"]:
-                    lat.append(perf() - t0)
+                send(cell.data)
+                if cell.recording:
+                    cell.lat.append(perf() - t0)
 
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(int(cmd["concurrency"]))]
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(cell.concurrency)]
         for t in threads:
             t.start()
-        time.sleep(float(cmd["warmup"]))
-        state["recording"] = True
-        time.sleep(float(cmd["duration"]))
-        state["recording"] = False
-        state["stopping"] = True
+        time.sleep(cell.warmup)
+        cell.recording = True
+        time.sleep(cell.duration)
+        cell.recording = False
+        cell.stopping = True
         for t in threads:
             t.join()
-        cell_result(lat, float(cmd["duration"]))
+        _common.emit(cell.result())
     sock.close()
 
 
