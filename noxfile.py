@@ -31,7 +31,7 @@ def typing(session: nox.Session) -> None:
     """mypy --strict on the core and every binding."""
     session.install("-e", TEST, "mypy")
     session.run("mypy", "--strict", "sansio_tcpmsg", "bindings/tcpmsg_anyio", "bindings/tcpmsg_gevent",
-                "bindings/tcpmsg_threads")
+                "bindings/tcpmsg_threads", "bindings/tcpmsg_sync", "tcpmsg")
 
 
 @nox.session

@@ -34,6 +34,7 @@ AREAS = [
     ("sansio_tcpmsg/", "core: other"),
     ("tcpmsg_anyio/", "binding: tcpmsg_anyio"),
     ("tcpmsg_threads/", "binding: tcpmsg_threads"),
+    ("tcpmsg_sync/", "binding: tcpmsg_sync (threads and gevent)"),
     ("tcpmsg_gevent/", "binding: tcpmsg_gevent"),
     ("anyio/streams/memory", "anyio: memory streams"),
     ("anyio/_backends/_asyncio", "anyio: asyncio backend"),

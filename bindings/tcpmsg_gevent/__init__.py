@@ -1,25 +1,26 @@
-"""Greenlet client and server: the ``tcpmsg_threads`` implementation on gevent primitives.
+"""Greenlet client and server: the one sync implementation (``tcpmsg_sync``) on gevent.
 
-No monkey-patching is needed: sockets, locks, queues and tasks come from gevent directly
-(:class:`GeventBackend`).
+No monkey-patching is needed for the binding itself: sockets, locks, queues and tasks come
+from gevent directly (:class:`GeventBackend`). Handlers that block on the standard
+library (``time.sleep``, ``requests``, database drivers) need ``gevent.monkey.patch_all()``
+before anything else is imported, or they block every greenlet of the process.
 """
 
 from __future__ import annotations
 
-import tcpmsg_threads
-
-from ._backend import GeventBackend
+import tcpmsg_sync
+from tcpmsg_sync._backends.gevent import GeventBackend
 
 __all__ = ["Client", "GeventBackend", "Server", "connect", "run", "serve"]
 
 
-class Client(tcpmsg_threads.Client):
+class Client(tcpmsg_sync.Client):
     """The sync client on gevent's primitives (``connect`` is this class)."""
 
     backend = GeventBackend()
 
 
-class Server(tcpmsg_threads.Server):
+class Server(tcpmsg_sync.Server):
     """The sync server on gevent's primitives, a greenlet per request (``serve`` is this class)."""
 
     backend = Client.backend

@@ -1,16 +1,28 @@
 """Blocking client and server for plain threads (standard library only).
 
-The client and server code is shared with ``tcpmsg_gevent``; only the primitives
-(:class:`ThreadBackend` here) differ.
+The client and server code is shared with ``tcpmsg_gevent`` (in ``tcpmsg_sync``); only
+the primitives (:class:`ThreadBackend` here) differ.
 """
 
 from __future__ import annotations
 
-from ._backend import Backend, ThreadBackend
-from ._client import Client
-from ._server import Server
+import tcpmsg_sync
+from tcpmsg_sync._backends.threads import ThreadBackend
 
-__all__ = ["Backend", "Client", "Server", "ThreadBackend", "connect", "run", "serve"]
+__all__ = ["Client", "Server", "ThreadBackend", "connect", "run", "serve"]
+
+
+class Client(tcpmsg_sync.Client):
+    """The sync client on threads (``connect`` is this class)."""
+
+    backend = ThreadBackend()
+
+
+class Server(tcpmsg_sync.Server):
+    """The sync server, requests on a pool of threads (``serve`` is this class)."""
+
+    backend = Client.backend
+
 
 connect = Client
 serve = Server

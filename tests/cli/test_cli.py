@@ -22,7 +22,7 @@ TIMEOUT = 30
 
 def tcpmsg(*args: str, timeout: float = TIMEOUT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tcpmsg_threads", *args],
+        [sys.executable, "-m", "tcpmsg", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -59,7 +59,7 @@ def start_serve(tmp_path: Path, *extra: str, binding: str = "threads") -> Served
     events = tmp_path / "events.txt"
     env = dict(os.environ, TCPMSG_TEST_EVENTS=str(events), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tcpmsg_threads", "serve", "tests.cli.service:router",
+        [sys.executable, "-m", "tcpmsg", "serve", "tests.cli.service:router",
          "--host", "127.0.0.1", "--port", "0", "--binding", binding, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -185,7 +185,7 @@ def test_stream_prints_each_value(served: Served) -> None:
 
 def test_stream_values_arrive_one_by_one(served: Served) -> None:
     p = subprocess.Popen(
-        [sys.executable, "-m", "tcpmsg_threads", "stream", served.address, "count", "3"],
+        [sys.executable, "-m", "tcpmsg", "stream", served.address, "count", "3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     try:

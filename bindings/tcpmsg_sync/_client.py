@@ -25,7 +25,7 @@ from sansio_tcpmsg import (
     StreamItemReceived,
 )
 
-from ._backend import Backend, Empty, QueueLike, Task, ThreadBackend
+from ._backends.base import Backend, Empty, QueueLike, Task
 
 __all__ = ["Client"]
 
@@ -85,11 +85,12 @@ class Client:
     """A client multiplexing many calls (from many threads or greenlets) on one socket.
 
     Use ``with connect(...) as client:``; see the bindings contract for every option.
-    ``connect`` is this class; ``tcpmsg_gevent`` subclasses it with another backend.
+    ``tcpmsg_threads.connect`` and ``tcpmsg_gevent.connect`` are its subclasses, each
+    with its backend.
     """
 
     #: The primitives (sockets, locks, tasks) this client runs on.
-    backend: ClassVar[Backend] = ThreadBackend()
+    backend: ClassVar[Backend]
 
     def __init__(
         self,

@@ -23,7 +23,7 @@ from sansio_tcpmsg import (
     TcpMsgError,
 )
 
-from ._backend import Backend, Pool, Task, ThreadBackend
+from ._backends.base import Backend, Pool, Task
 
 __all__ = ["Server"]
 
@@ -237,12 +237,13 @@ class _Peer:
 class Server:
     """A server: accepts connections and runs handlers; use ``with serve(...) as server:``.
 
-    ``serve`` is this class; ``tcpmsg_gevent`` subclasses it with another backend.
+    ``tcpmsg_threads.serve`` and ``tcpmsg_gevent.serve`` are its subclasses, each with
+    its backend.
     Requests run on a pool of ``max_workers`` threads (threads) or a greenlet each (gevent).
     """
 
     #: The primitives (sockets, locks, tasks) this server runs on.
-    backend: ClassVar[Backend] = ThreadBackend()
+    backend: ClassVar[Backend]
 
     def __init__(
         self,

@@ -22,11 +22,9 @@ import json
 import logging
 import os
 import signal
-import socket
 import ssl
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,16 +33,16 @@ from typing import Any, NoReturn
 
 from sansio_tcpmsg import (
     ConnectionClosedError,
-    JsonCodec,
     Limits,
     LocalProtocolError,
     RemoteError,
     Router,
-    RpcError,
     TcpMsgError,
 )
 
-__all__ = ["EXIT_CONNECTION", "EXIT_REMOTE", "EXIT_TIMEOUT", "EXIT_USAGE", "example_router", "main"]
+from .output import dumps, say
+
+__all__ = ["EXIT_CONNECTION", "EXIT_REMOTE", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
 
 PROG = "tcpmsg"
 EXIT_OK = 0
@@ -56,7 +54,6 @@ EXIT_INTERRUPTED = 130
 
 BINDINGS = ("threads", "gevent", "anyio", "trio")
 
-_codec = JsonCodec()
 log = logging.getLogger("tcpmsg.cli")
 
 
@@ -218,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "requests (a reply, a stream, an event, an error, a missing handler) through a relay that "
                        "prints every byte each side writes.")
     _add_tls(p, server=True)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 
@@ -285,20 +282,6 @@ def _oserror_text(exc: BaseException) -> str:
 # -- client commands ------------------------------------------------------------------
 
 
-def _dumps(value: Any) -> str:
-    """A value as one line of JSON, as JavaScript would write it."""
-    try:
-        return _codec.dumps(value)
-    except TcpMsgError:
-        return json.dumps(value, ensure_ascii=False, default=repr)
-
-
-def _print(line: str, file: Any = None) -> None:
-    stream = sys.stdout if file is None else file
-    stream.write(line + "\n")
-    stream.flush()
-
-
 @contextmanager
 def _client(args: argparse.Namespace, timeout: float | None) -> Iterator[Any]:
     import tcpmsg_threads
@@ -338,7 +321,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     pattern, data, kwargs = _call_args(args)
     with _client(args, args.timeout) as client, _calling(args):
         value = client.send(pattern, data, **kwargs)
-    _print(_dumps(value))
+    say(dumps(value))
     return EXIT_OK
 
 
@@ -346,7 +329,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     pattern, data, kwargs = _call_args(args)
     with _client(args, args.timeout) as client, _calling(args):
         for value in client.stream(pattern, data, **kwargs):
-            _print(_dumps(value))
+            say(dumps(value))
     return EXIT_OK
 
 
@@ -438,7 +421,7 @@ def _import_binding(name: str) -> Any:
 
 def _listening(host: str, port: int, routes: list[str]) -> None:
     # The first line on stdout, so that scripts and tests can read the bound port.
-    _print(f"listening on {_host_port(host, port)}")
+    say(f"listening on {_host_port(host, port)}")
     log.info("serving %d route(s): %s", len(routes), ", ".join(routes) or "(none)")
 
 
@@ -517,178 +500,10 @@ async def _serve_anyio(binding: Any, router: Router, args: argparse.Namespace, k
                 break
 
 
-# -- demo -----------------------------------------------------------------------------
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo  # the demo's service and relay load only when asked for
 
-_demo_event_seen = threading.Event()
-
-
-def example_router() -> Router:
-    """The demo's service: ``{"cmd":"sum"}``, ``echo``, ``count`` (streams),
-    ``fail`` (an application error) and the ``log`` event.
-
-    Serve it with ``tcpmsg serve tcpmsg_threads.cli:example_router``.
-    """
-    router = Router()
-
-    @router.message({"cmd": "sum"})
-    def add(numbers: list[float]) -> float:
-        return sum(numbers)
-
-    @router.message("echo")
-    def echo(data: Any, ctx: Any) -> Any:
-        return data
-
-    @router.message("count")
-    def count(n: int) -> Iterator[int]:
-        for i in range(int(n)):
-            yield i
-
-    @router.message("fail")
-    def fail(data: Any) -> None:
-        raise RpcError({"status": "error", "message": f"cannot do {data!r}", "code": 422})
-
-    @router.event("log")
-    def log_event(data: Any, ctx: Any) -> None:
-        _print(f"    [server] event handler for 'log' ran with {_dumps(data)}")
-        _demo_event_seen.set()
-
-    return router
-
-
-class _Relay:
-    """A loopback TCP relay that prints every chunk each side writes, then forwards it."""
-
-    def __init__(self, target: tuple[str, int], encrypted: bool) -> None:
-        self.target = target
-        self.encrypted = encrypted
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.listener.getsockname()[1]
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._sockets: list[socket.socket] = []
-        self._closed = False
-        self._spawn(self._accept)
-
-    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                downstream, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                downstream.close()
-                continue
-            self._sockets += [downstream, upstream]
-            self._spawn(self._pipe, downstream, upstream, "client -> server")
-            self._spawn(self._pipe, upstream, downstream, "server -> client")
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, label: str) -> None:
-        try:
-            while True:
-                chunk = src.recv(65536)
-                if not chunk:
-                    break
-                self._show(label, chunk)
-                dst.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            try:
-                dst.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-
-    def _show(self, label: str, chunk: bytes) -> None:
-        if self.encrypted:
-            text = f"({len(chunk)} bytes of TLS records)"
-        else:
-            text = chunk.decode("utf-8", "backslashreplace")
-        with self._lock:
-            if not self._closed:
-                try:
-                    _print(f"    {label}  {text}")
-                except (OSError, ValueError):
-                    self._closed = True  # stdout went away: keep relaying, stop printing
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-        self.listener.close()
-        for sock in self._sockets:
-            sock.close()
-        for thread in self._threads:
-            thread.join(timeout=2)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    import tcpmsg_threads
-
-    server_context = server_tls(args)
-    client_context: ssl.SSLContext | None = None
-    if server_context is not None:
-        client_context = ssl.create_default_context(cafile=args.tls_ca)
-        client_context.check_hostname = False
-        client_context.verify_mode = ssl.CERT_NONE  # the demo's own throwaway server
-        if args.tls_ca:
-            client_context.load_cert_chain(args.tls_cert, args.tls_key)
-    router = example_router()
-    _demo_event_seen.clear()
-    failures = 0
-    with tcpmsg_threads.serve(router, "127.0.0.1", 0, tls=server_context) as server:
-        relay = _Relay(("127.0.0.1", server.port), encrypted=server_context is not None)
-        try:
-            _print(f"tcpmsg demo: the example service listens on 127.0.0.1:{server.port};")
-            _print(f"the client talks to it through a relay on 127.0.0.1:{relay.port} that prints each write.")
-            _print("Frames are <N>#<json>, N = the JSON text's length in UTF-16 code units.")
-            with _calling(args), tcpmsg_threads.connect("127.0.0.1", relay.port, tls=client_context, timeout=10.0) as client:
-                _print("")
-                _print('1. a request with one reply: send({"cmd": "sum"}, [1, 2, 3])')
-                _print(f"    reply: {_dumps(client.send({'cmd': 'sum'}, [1, 2, 3]))}")
-
-                _print("")
-                _print('2. a streamed reply: stream("count", 3)')
-                for value in client.stream("count", 3):
-                    _print(f"    stream item: {_dumps(value)}")
-                _print("    stream ended")
-
-                _print("")
-                _print('3. an event, no reply: emit("log", "hello")')
-                client.emit("log", "hello")
-                if not _demo_event_seen.wait(10):
-                    _print("    the event handler did not run within 10 s")
-                    failures += 1
-
-                _print("")
-                _print('4. an application error: send("fail", "divide by zero")')
-                try:
-                    client.send("fail", "divide by zero")
-                    _print("    unexpected: a reply")
-                    failures += 1
-                except RemoteError as exc:
-                    _print(f"    RemoteError, err = {_dumps(exc.error)}")
-
-                _print("")
-                _print('5. a pattern nobody handles: send("nope", 1)')
-                try:
-                    client.send("nope", 1)
-                    _print("    unexpected: a reply")
-                    failures += 1
-                except RemoteError as exc:
-                    _print(f"    {type(exc).__name__}, err = {_dumps(exc.error)}")
-        finally:
-            time.sleep(0.05)  # let the relay print the last bytes before it closes
-            relay.close()
-    _print("")
-    _print("done." if not failures else f"{failures} step(s) went wrong.")
-    return EXIT_OK if not failures else EXIT_REMOTE
+    return run_demo(args)
 
 
 # -- entry point ----------------------------------------------------------------------
@@ -702,13 +517,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except CliError as exc:
-        _print(f"{PROG}: error: {exc}", sys.stderr)
+        say(f"{PROG}: error: {exc}", sys.stderr)
         return exc.status
     except RemoteFailure as exc:
-        _print(_dumps(exc.error), sys.stderr)
+        say(dumps(exc.error), sys.stderr)
         return EXIT_REMOTE
     except KeyboardInterrupt:
-        _print(f"{PROG}: interrupted", sys.stderr)
+        say(f"{PROG}: interrupted", sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # stdout went away (e.g. piped into head): nothing more to say.

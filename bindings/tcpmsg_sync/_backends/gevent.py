@@ -14,7 +14,8 @@ import gevent.lock  # type: ignore[import-untyped, unused-ignore]
 import gevent.queue  # type: ignore[import-untyped, unused-ignore]
 import gevent.socket  # type: ignore[import-untyped, unused-ignore]
 import gevent.ssl  # type: ignore[import-untyped, unused-ignore]
-from tcpmsg_threads._backend import _listen
+
+from .base import listen_on
 
 __all__ = ["GeventBackend"]
 
@@ -71,7 +72,7 @@ class GeventBackend:
     def listen(self, host: str, port: int) -> Any:
         """A listening gevent socket."""
         info = _stdsocket.getaddrinfo(host, port, type=_stdsocket.SOCK_STREAM)[0]
-        return _listen(gevent.socket.socket(info[0], _stdsocket.SOCK_STREAM), host, port)
+        return listen_on(gevent.socket.socket(info[0], _stdsocket.SOCK_STREAM), host, port)
 
     def wrap_server(self, sock: Any, tls: ssl.SSLContext, timeout: float) -> Any:
         """Server side TLS handshake on an accepted socket."""

@@ -1,0 +1,112 @@
+"""The seam between the sync implementation and its primitives (sockets, tasks, locks).
+
+``threads.ThreadBackend`` uses the standard library (threads, blocking sockets);
+``gevent.GeventBackend`` has the same shape on gevent's primitives. Nothing about the
+protocol lives here.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any, Protocol
+
+__all__ = ["Backend", "Empty", "EventLike", "LockLike", "Pool", "QueueLike", "Task", "listen_on"]
+
+#: Raised by ``QueueLike.get`` on timeout (gevent uses the same class).
+Empty = queue.Empty
+
+
+class Task(Protocol):
+    """A running thread or greenlet."""
+
+    def join(self, timeout: float | None = None) -> Any:
+        """Wait (at most ``timeout`` seconds) for it to end."""
+
+
+class LockLike(Protocol):
+    """A mutual-exclusion lock usable with ``with``."""
+
+    def __enter__(self) -> Any: ...
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any: ...
+
+
+class EventLike(Protocol):
+    """A flag tasks can wait on."""
+
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> Any: ...
+
+
+class QueueLike(Protocol):
+    """An unbounded FIFO; ``get`` raises :data:`Empty` on timeout."""
+
+    def put(self, item: Any) -> None: ...
+    def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
+
+
+class Pool(Protocol):
+    """Where handlers run: a bounded thread pool, or a greenlet each."""
+
+    def submit(self, fn: Callable[..., object], *args: Any) -> None:
+        """Run ``fn(*args)`` soon, without blocking the caller."""
+
+    def shutdown(self, timeout: float) -> None:
+        """Stop; wait at most ``timeout`` seconds for running work."""
+
+
+class Backend(Protocol):
+    """The primitives the sync client and server are written against."""
+
+    def connect(self, host: str, port: int, timeout: float | None,
+                tls: ssl.SSLContext | None, server_hostname: str | None) -> Any:
+        """A connected (and, with ``tls``, handshaken) socket in blocking mode."""
+
+    def listen(self, host: str, port: int) -> Any:
+        """A listening socket."""
+
+    def wrap_server(self, sock: Any, tls: ssl.SSLContext, timeout: float) -> Any:
+        """Server side TLS handshake on an accepted socket."""
+
+    def shutdown(self, sock: Any, how: int) -> None:
+        """OS-level shutdown (bypassing TLS) to wake tasks blocked on ``sock``."""
+
+    def wait_readable(self, sock: Any, timeout: float | None) -> bool:
+        """Wait until ``sock`` can be read (or accepted) without blocking; False on timeout."""
+
+    def spawn(self, fn: Callable[..., object], *args: Any) -> Task:
+        """Run ``fn(*args)`` in a new background task."""
+
+    def lock(self) -> LockLike:
+        """A new lock."""
+
+    def event(self) -> EventLike:
+        """A new event."""
+
+    def queue(self) -> QueueLike:
+        """A new unbounded queue."""
+
+    def pool(self, max_workers: int) -> Pool:
+        """Where a server runs its handlers."""
+
+    def sleep(self, seconds: float) -> None:
+        """Block this task."""
+
+    def before_write(self) -> None:
+        """Let tasks that are ready queue their bytes too, so one write carries them
+        (gevent: yield once to the hub; threads: nothing, they run anyway)."""
+
+    def monotonic(self) -> float:
+        """The clock given to the core."""
+
+
+def listen_on(sock: Any, host: str, port: int) -> Any:
+    """Bind ``sock`` to ``(host, port)`` and listen, as every backend does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock

@@ -1,7 +1,0 @@
-"""``python -m tcpmsg_threads``: the ``tcpmsg`` command."""
-
-import sys
-
-from tcpmsg_threads.cli import main
-
-sys.exit(main())

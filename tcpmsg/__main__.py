@@ -1,0 +1,7 @@
+"""``python -m tcpmsg``: the ``tcpmsg`` command."""
+
+import sys
+
+from tcpmsg.cli import main
+
+sys.exit(main())
