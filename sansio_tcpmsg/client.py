@@ -6,6 +6,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
+from .codec import Codec
 from .connection import Connection
 from .errors import ConnectionClosedError, PatternError
 from .events import (
@@ -16,7 +17,8 @@ from .events import (
     StreamEnded,
     StreamItemReceived,
 )
-from .packets import ReplyKind, parse_reply
+from .limits import Limits
+from .packets import ReplyKind, event_packet, parse_reply, request_packet
 from .patterns import normalize_pattern
 
 __all__ = ["ClientConnection"]
@@ -38,8 +40,8 @@ class ClientConnection(Connection):
     b'39#{"pattern":"echo","data":"hi","id":"1"}'
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, limits: Limits | None = None, codec: Codec | None = None) -> None:
+        super().__init__(limits=limits, codec=codec)
         self._pending: dict[str, _Pending] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._next_id = 0
@@ -72,10 +74,7 @@ class ClientConnection(Connection):
             normalize_pattern(pattern)  # refuses what no server could route
         self._next_id += 1
         request_id = str(self._next_id)
-        packet = {"pattern": pattern, "data": data, "id": request_id}
-        if metadata is not None:
-            packet = {"pattern": pattern, "data": data, "metadata": metadata, "id": request_id}
-        self._queue(packet)
+        self._queue(request_packet(pattern, data, request_id, metadata))
         self._pending[request_id] = _Pending(stream, deadline)
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, request_id))
@@ -87,10 +86,7 @@ class ClientConnection(Connection):
             raise ConnectionClosedError("the connection is closed")
         if pattern is None:
             raise PatternError("None is not a pattern")
-        packet = {"pattern": normalize_pattern(pattern), "data": data}
-        if metadata is not None:
-            packet["metadata"] = metadata
-        self._queue(packet)
+        self._queue(event_packet(normalize_pattern(pattern), data, metadata))
 
     def cancel(self, request_id: str) -> None:
         """Stop waiting for a request locally; replies that still come are dropped."""

@@ -2,14 +2,13 @@
 
 A connection never does I/O. The binding feeds it bytes (``receive_data``), the end of
 the stream (``receive_eof``) and the time (``handle_timer``); it takes bytes out
-(``data_to_send``) and events (``events_received``), and closes the socket once
-``closed`` is true and the last bytes are written.
+(``data_to_send``) and events (``events_received``, the one way to take them), and
+closes the socket once ``closed`` is true and the last bytes are written.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import deque
 from typing import Any
 
 from .codec import Codec, JsonCodec
@@ -31,7 +30,7 @@ class Connection(ABC):
         self.codec = codec or _DEFAULT_CODEC
         self._decoder = FrameDecoder(self.limits.max_buffer_size, self.limits.max_prefix_digits)
         self._outbound: list[bytes] = []
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []
         self._frame_deadline: float | None = None
         self._send_buffered = 0
         self.closed = False
@@ -105,14 +104,16 @@ class Connection(ABC):
     # -- events -----------------------------------------------------------------------
 
     def events_received(self) -> list[Event]:
-        """Every event since the last call, in order."""
-        events = list(self._events)
-        self._events.clear()
-        return events
+        """Every event since the last call, in order (the list is the caller's to keep).
 
-    def next_event(self) -> Event | None:
-        """The oldest event not yet taken, or None."""
-        return self._events.popleft() if self._events else None
+        One call takes the whole batch: a sync binding takes it under its lock and
+        dispatches it outside, and handing over the list costs no copy.
+        """
+        events = self._events
+        if not events:
+            return []
+        self._events = []
+        return events
 
     # -- closing ----------------------------------------------------------------------
 

@@ -1,5 +1,8 @@
 """The JSON objects that travel in frames, read and written by NestJS's rules.
 
+The readers (``parse_incoming``, ``parse_reply``) and the writers (``request_packet``,
+``event_packet``, ``reply_packet``, ``item_packet``, ``error_packet``,
+``no_handler_packet``) sit side by side, as h11 keeps ``_readers`` and ``_writers``.
 Reading follows NestJS 12's deserializers: a server treats any object with a
 ``pattern`` or ``data`` key as a packet (with an ``id`` key, even ``null``, it is a
 request; without, an event); a client treats a reply with a key outside
@@ -20,10 +23,16 @@ __all__ = [
     "Incoming",
     "Reply",
     "ReplyKind",
+    "error_packet",
     "error_payload",
+    "event_packet",
+    "item_packet",
     "js_truthy",
+    "no_handler_packet",
     "parse_incoming",
     "parse_reply",
+    "reply_packet",
+    "request_packet",
 ]
 
 _ENVELOPE_KEYS = frozenset(("id", "err", "response", "isDisposed", "status"))
@@ -91,6 +100,52 @@ def parse_reply(obj: Any) -> Reply | None:
             return Reply(obj.get("id"), ReplyKind.LAST, obj["response"])
         return Reply(obj.get("id"), ReplyKind.END)
     return Reply(obj.get("id"), ReplyKind.ITEM, obj.get("response"))
+
+
+# -- writers: the packets a client sends ----------------------------------------------
+# Plain dict literals in NestJS's key order, one call per packet: they are built per
+# request, so they stay as cheap as writing the literal in place.
+
+
+def request_packet(pattern: Any, data: Any, request_id: str, metadata: Any = None) -> dict[str, Any]:
+    """A request, as a NestJS client writes it (``metadata`` only when given)."""
+    if metadata is None:
+        return {"pattern": pattern, "data": data, "id": request_id}
+    return {"pattern": pattern, "data": data, "metadata": metadata, "id": request_id}
+
+
+def event_packet(pattern: Any, data: Any, metadata: Any = None) -> dict[str, Any]:
+    """An event (no ``id``: nothing answers it)."""
+    if metadata is None:
+        return {"pattern": pattern, "data": data}
+    return {"pattern": pattern, "data": data, "metadata": metadata}
+
+
+# -- writers: the packets a server sends ----------------------------------------------
+# NestJS 12 appends the client's id last to the replies of a handler; ``None`` is
+# ``undefined`` (no ``response`` key at all).
+
+
+def reply_packet(client_id: Any, value: Any) -> dict[str, Any]:
+    """The final reply: ``value``, or none when it is ``None`` (the end of a stream too)."""
+    if value is None:
+        return {"isDisposed": True, "id": client_id}
+    return {"response": value, "isDisposed": True, "id": client_id}
+
+
+def item_packet(client_id: Any, value: Any) -> dict[str, Any]:
+    """One value of a streamed reply, more to come."""
+    return {"response": value, "id": client_id}
+
+
+def error_packet(client_id: Any, err: Any) -> dict[str, Any]:
+    """The final reply of a failed request; ``err`` from :func:`error_payload`."""
+    return {"err": err, "isDisposed": True, "id": client_id}
+
+
+def no_handler_packet(client_id: Any) -> dict[str, Any]:
+    """NestJS's answer to a request no handler matches (written before any handler runs)."""
+    return {"id": client_id, "status": "error", "err": NO_HANDLER_MESSAGE}
 
 
 def error_payload(exc: BaseException) -> Any:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from .codec import Codec
 from .connection import Connection
-from .errors import NO_HANDLER_MESSAGE, LocalProtocolError, UnserializableError
+from .errors import LocalProtocolError, UnserializableError
 from .events import EventReceived, PacketDropped, RequestReceived
-from .packets import INTERNAL_ERROR, error_payload, parse_incoming
+from .limits import Limits
+from .packets import (
+    INTERNAL_ERROR,
+    error_packet,
+    error_payload,
+    item_packet,
+    no_handler_packet,
+    parse_incoming,
+    reply_packet,
+)
 from .patterns import route_of_incoming
 from .routing import Context, Router
 
@@ -25,8 +36,15 @@ class ServerConnection(Connection):
     that fails, or whose value cannot be sent, is answered with ``fail``.
     """
 
-    def __init__(self, router: Router, *, peer: Any = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        router: Router,
+        *,
+        peer: Any = None,
+        limits: Limits | None = None,
+        codec: Codec | None = None,
+    ) -> None:
+        super().__init__(limits=limits, codec=codec)
         self.router = router
         self.peer = peer
         self._in_flight: dict[int, Any] = {}  # our request id -> the client's id
@@ -49,21 +67,23 @@ class ServerConnection(Connection):
             return
         handler = self.router.message_handler(route)
         if handler is None:
-            self._queue({"id": incoming.id, "status": "error", "err": NO_HANDLER_MESSAGE})
+            self._queue(no_handler_packet(incoming.id))
             return
         self._next_id += 1
         self._in_flight[self._next_id] = incoming.id
         self._events.append(RequestReceived(self._next_id, incoming.data, context, handler))
 
-    def _reply(self, request_id: int, packet: dict[str, Any], *, final: bool) -> None:
+    def _reply(
+        self, request_id: int, write: Callable[[Any, Any], dict[str, Any]], value: Any, *, final: bool
+    ) -> None:
         if self.closed:
             return  # the peer is gone; NestJS drops such replies too
-        if request_id not in self._in_flight:
+        in_flight = self._in_flight
+        if request_id not in in_flight:
             raise LocalProtocolError(f"request {request_id} is not waiting for a reply")
-        packet["id"] = self._in_flight[request_id]
-        self._queue(packet)  # raises UnserializableError before anything is queued
+        self._queue(write(in_flight[request_id], value))  # raises UnserializableError first
         if final:
-            del self._in_flight[request_id]
+            del in_flight[request_id]
 
     def respond(self, request_id: int, value: Any) -> None:
         """Reply with a single value; ``None`` replies with no value, as ``undefined`` does.
@@ -71,25 +91,22 @@ class ServerConnection(Connection):
         Raises :class:`UnserializableError` for a value JSON cannot carry, with nothing
         queued and the request still waiting: answer it with ``fail``.
         """
-        if value is None:
-            self._reply(request_id, {"isDisposed": True}, final=True)
-        else:
-            self._reply(request_id, {"response": value, "isDisposed": True}, final=True)
+        self._reply(request_id, reply_packet, value, final=True)
 
     def send_item(self, request_id: int, value: Any) -> None:
         """Send one value of a streamed reply (raises as ``respond`` does)."""
-        self._reply(request_id, {"response": value}, final=False)
+        self._reply(request_id, item_packet, value, final=False)
 
     def end_stream(self, request_id: int) -> None:
         """Complete a streamed reply."""
-        self._reply(request_id, {"isDisposed": True}, final=True)
+        self._reply(request_id, reply_packet, None, final=True)  # a reply with no value
 
     def fail(self, request_id: int, exc: BaseException) -> None:
         """Reply with the error NestJS sends for ``exc`` (see :func:`error_payload`)."""
         try:
-            self._reply(request_id, {"err": error_payload(exc), "isDisposed": True}, final=True)
+            self._reply(request_id, error_packet, error_payload(exc), final=True)
         except UnserializableError:
-            self._reply(request_id, {"err": INTERNAL_ERROR, "isDisposed": True}, final=True)
+            self._reply(request_id, error_packet, INTERNAL_ERROR, final=True)
 
     def _abandon(self) -> tuple[str, ...]:
         self._in_flight.clear()

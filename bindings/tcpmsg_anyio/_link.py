@@ -173,10 +173,8 @@ class Link(Generic[C]):
                 carrier.write(data)
             if self._pause_reading:
                 carrier.pause(conn.reading_paused)
-        event = conn.next_event()
-        while event is not None:
+        for event in conn.events_received():
             self._on_event(event)
-            event = conn.next_event()
         if conn.closed:
             carrier.close()
         else:

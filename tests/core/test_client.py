@@ -191,9 +191,9 @@ def test_protocol_error_closes() -> None:
 def test_invalid_json_is_a_frame_error() -> None:
     conn = ClientConnection()
     conn.receive_data(b"5#{abc}", 0.0)
-    assert isinstance(conn.next_event(), ProtocolErrorOccurred)
-    assert isinstance(conn.next_event(), ConnectionClosed)
-    assert conn.next_event() is None
+    error, closed = conn.events_received()
+    assert isinstance(error, ProtocolErrorOccurred) and isinstance(closed, ConnectionClosed)
+    assert conn.events_received() == []
 
 
 def test_frames_after_close_in_the_same_read_are_ignored() -> None:
