@@ -1,23 +1,31 @@
 """The framework-free client ceilings: minimal NestJS-framing clients, ``echo`` only.
 
-    python bench/raw_client.py --mode asyncio|threads --port P [--no-uvloop]
+    python bench/raw_client.py --mode asyncio|trio|gevent|threads --port P [--no-uvloop]
 
 What a Python client costs on this machine with no features at all (no core, no
-timeouts, no reconnects, no error handling), to read our clients' figures against:
+timeouts, no reconnects, no error handling), one per concurrency model we ship, to read
+our clients' figures against. C callers share one connection; frames are cut with
+``bench/_raw.py``:
 
 - ``asyncio``: an ``asyncio.Protocol`` (uvloop when installed); C tasks each write one
   frame with ``transport.write`` and await a future resolved by id in ``data_received``.
+- ``trio``: C tasks queue their frame for one writer task (one ``send_all`` per batch)
+  and park with ``trio.lowlevel.wait_task_rescheduled``; one reader task reschedules
+  each by id.
+- ``gevent``: C greenlets write their frame under a semaphore and wait on a
+  ``gevent.hub.Waiter``, switched by one reader greenlet through the hub.
 - ``threads``: a blocking socket shared by C threads; each writes its frame under a
   lock and blocks on its own lock, released by one reader thread that matches ids.
 
-Frames are cut by character count (exact for the ASCII benchmark traffic). Speaks the
-protocol of ``bench/load.py``: ``READY``, then one JSON result line per JSON command line.
+Speaks the protocol of ``bench/load.py``: ``READY``, then one JSON result line per JSON
+command line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import socket
 import sys
@@ -26,42 +34,11 @@ import time
 from typing import Any
 
 import _common
+import _raw
 from load import Cell, commands
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 perf = time.perf_counter
-
-
-class Cutter:
-    """Cuts ``<N>#<json>`` frames out of received bytes; returns the parsed packets."""
-
-    def __init__(self) -> None:
-        self.buf = ""
-        self.need = -1
-
-    def feed(self, data: bytes) -> list[Any]:
-        buf = self.buf + data.decode("utf-8")
-        pos, end, need = 0, len(buf), self.need
-        packets = []
-        while True:
-            if need < 0:
-                hash_at = buf.find("#", pos)
-                if hash_at < 0:
-                    break
-                need = int(buf[pos:hash_at])
-                pos = hash_at + 1
-            if end - pos < need:
-                break
-            packets.append(json.loads(buf[pos : pos + need]))
-            pos += need
-            need = -1
-        self.buf, self.need = buf[pos:], need
-        return packets
-
-
-def frame(data: Any, request_id: str) -> bytes:
-    text = _dumps({"pattern": "echo", "data": data, "id": request_id})
-    return f"{len(text)}#{text}".encode()
+frame = _raw.request
 
 
 # -- asyncio ---------------------------------------------------------------------------
@@ -69,7 +46,7 @@ def frame(data: Any, request_id: str) -> bytes:
 
 class ClientProtocol(asyncio.Protocol):
     def __init__(self) -> None:
-        self.cutter = Cutter()
+        self.cutter = _raw.Cutter()
         self.futures: dict[str, asyncio.Future[Any]] = {}
         self.transport: asyncio.Transport | None = None
 
@@ -124,7 +101,104 @@ async def run_asyncio(host: str, port: int) -> None:
     transport.close()
 
 
-# -- threads ---------------------------------------------------------------------------
+# -- trio ------------------------------------------------------------------------------
+
+
+def run_trio(host: str, port: int) -> None:
+    import outcome
+    import trio
+    from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
+
+    async def main() -> None:
+        stream = await trio.open_tcp_stream(host, port)
+        waiters: dict[str, Any] = {}
+        outbound: list[bytes] = []
+        wake = trio.Event()
+        ids = itertools.count(1)
+
+        async def writer() -> None:
+            nonlocal wake
+            while True:
+                await wake.wait()
+                wake = trio.Event()
+                data = b"".join(outbound)
+                outbound.clear()
+                await stream.send_all(data)
+
+        async def reader() -> None:
+            cutter = _raw.Cutter()
+            async for data in stream:
+                for packet in cutter.feed(data):
+                    reschedule(waiters.pop(packet["id"]), outcome.Value(packet.get("response")))
+
+        async def send(data: Any) -> Any:
+            request_id = str(next(ids))
+            waiters[request_id] = current_task()
+            outbound.append(frame(data, request_id))
+            wake.set()
+            return await wait_task_rescheduled(lambda _: Abort.FAILED)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            nursery.start_soon(reader)
+            sys.stdout.write("READY\n")
+            sys.stdout.flush()
+            while True:
+                line = await trio.to_thread.run_sync(sys.stdin.readline)
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                cell = Cell(json.loads(line))
+
+                async def worker(cell: Cell = cell) -> None:
+                    while not cell.stopping:
+                        t0 = perf()
+                        await send(cell.data)
+                        if cell.recording:
+                            cell.lat.append(perf() - t0)
+
+                async with trio.open_nursery() as workers:
+                    for _ in range(cell.concurrency):
+                        workers.start_soon(worker)
+                    await trio.sleep(cell.warmup)
+                    cell.recording = True
+                    await trio.sleep(cell.duration)
+                    cell.recording = False
+                    cell.stopping = True
+                _common.emit(cell.result())
+            nursery.cancel_scope.cancel()
+        await stream.aclose()
+
+    trio.run(main)
+
+
+# -- blocking sockets: threads and gevent ----------------------------------------------
+
+
+def drive_blocking(send: Any, spawn: Any, sleep: Any) -> None:
+    """Run the cells with C callers of ``send`` (threads or greenlets); ``spawn`` returns joinables."""
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+    for cmd in commands():
+        cell = Cell(cmd)
+
+        def worker(cell: Cell = cell) -> None:
+            while not cell.stopping:
+                t0 = perf()
+                send(cell.data)
+                if cell.recording:
+                    cell.lat.append(perf() - t0)
+
+        callers = [spawn(worker) for _ in range(cell.concurrency)]
+        sleep(cell.warmup)
+        cell.recording = True
+        sleep(cell.duration)
+        cell.recording = False
+        cell.stopping = True
+        for c in callers:
+            c.join()
+        _common.emit(cell.result())
 
 
 def run_threads(host: str, port: int) -> None:
@@ -132,10 +206,10 @@ def run_threads(host: str, port: int) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     waiters: dict[str, tuple[threading.Lock, list[Any]]] = {}
     write_lock = threading.Lock()
-    ids = iter(range(1, 1 << 62))
+    ids = itertools.count(1)
 
     def reader() -> None:
-        cutter = Cutter()
+        cutter = _raw.Cutter()
         while True:
             data = sock.recv(65536)
             if not data:
@@ -156,42 +230,60 @@ def run_threads(host: str, port: int) -> None:
         lock.acquire()
         return slot[0]
 
+    def spawn(fn: Any) -> threading.Thread:
+        t = threading.Thread(target=fn, daemon=True)
+        t.start()
+        return t
+
     threading.Thread(target=reader, daemon=True).start()
-    sys.stdout.write("READY\n")
-    sys.stdout.flush()
-    for cmd in commands():
-        cell = Cell(cmd)
+    drive_blocking(send, spawn, time.sleep)
+    sock.close()
 
-        def worker(cell: Cell = cell) -> None:
-            while not cell.stopping:
-                t0 = perf()
-                send(cell.data)
-                if cell.recording:
-                    cell.lat.append(perf() - t0)
 
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(cell.concurrency)]
-        for t in threads:
-            t.start()
-        time.sleep(cell.warmup)
-        cell.recording = True
-        time.sleep(cell.duration)
-        cell.recording = False
-        cell.stopping = True
-        for t in threads:
-            t.join()
-        _common.emit(cell.result())
+def run_gevent(host: str, port: int) -> None:
+    import gevent
+    import gevent.lock
+    import gevent.socket
+    from gevent.hub import Waiter, get_hub
+
+    sock = gevent.socket.create_connection((host, port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    waiters: dict[str, Any] = {}
+    write_lock = gevent.lock.Semaphore()
+    run_callback = get_hub().loop.run_callback
+    ids = itertools.count(1)
+
+    def reader() -> None:
+        cutter = _raw.Cutter()
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            for packet in cutter.feed(data):
+                run_callback(waiters.pop(packet["id"]).switch, packet.get("response"))
+
+    def send(data: Any) -> Any:
+        request_id = str(next(ids))
+        waiter = waiters[request_id] = Waiter()
+        out = frame(data, request_id)
+        with write_lock:
+            sock.sendall(out)
+        return waiter.get()
+
+    gevent.spawn(reader)
+    drive_blocking(send, gevent.spawn, gevent.sleep)
     sock.close()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=("asyncio", "threads"), required=True)
+    ap.add_argument("--mode", choices=("asyncio", "trio", "gevent", "threads"), required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--no-uvloop", action="store_true")
     args = ap.parse_args()
-    if args.mode == "threads":
-        run_threads(args.host, args.port)
+    if args.mode != "asyncio":
+        {"trio": run_trio, "gevent": run_gevent, "threads": run_threads}[args.mode](args.host, args.port)
         return
     if not args.no_uvloop:
         try:

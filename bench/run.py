@@ -15,10 +15,14 @@ Writes ``bench/results/bench-<stamp>.json`` and ``.md`` (and ``latest.json`` /
 
 ``--only`` takes comma-separated pair names or shell patterns, client->server, e.g.
 ``--only 'nest->anyio-*,anyio-asyncio->nest'``; ``nest->nest`` is always run (it is the
-baseline). Names: ``nest``, ``anyio-asyncio`` (uvloop when installed), ``anyio-trio``,
-``gevent``, ``threads``; the framework-free ceilings ``raw`` (a minimal asyncio server,
-``bench/raw_server.py``, and a minimal asyncio client, ``bench/raw_client.py``) and
-``raw-threads`` (a minimal client of C threads on a blocking socket). ``--only none``
+baseline), and so is the ceiling of every chosen pair. Names: ``nest``,
+``anyio-asyncio`` (uvloop when installed), ``anyio-trio``, ``gevent``, ``threads``; the
+framework-free ceilings ``raw-asyncio``, ``raw-trio``, ``raw-gevent`` and ``raw-threads``
+(a minimal server, ``bench/raw_server.py --model M``, and a minimal client,
+``bench/raw_client.py --mode M``, of each concurrency model, with the same framing and
+JSON and no features). Every pair of ours is also reported as a ratio to its model's
+ceiling in the same cell: ``nest->gevent`` to ``nest->raw-gevent``, ``gevent->nest`` to
+``raw-gevent->nest``, ``gevent->gevent`` to ``raw-gevent->raw-gevent``. ``--only none``
 runs the framer alone; ``--no-framer`` skips it.
 """
 
@@ -50,13 +54,37 @@ BASELINE = "nest->nest"
 METRICS = ("rps", "p50_ms", "p99_ms", "rss_mib")
 
 
+#: The concurrency model of each of our kinds, and its framework-free ceiling.
+MODELS = {"anyio-asyncio": "asyncio", "anyio-trio": "trio", "gevent": "gevent", "threads": "threads"}
+RAW = tuple(f"raw-{m}" for m in MODELS.values())
+
+
 def all_pairs() -> list[tuple[str, str]]:
     pairs = [("nest", "nest")]
     pairs += [("nest", b) for b in BINDINGS]
     pairs += [(b, "nest") for b in BINDINGS]
     pairs += [(b, b) for b in BINDINGS]
-    pairs += [("nest", "raw"), ("raw", "nest"), ("raw-threads", "nest")]
+    pairs += [("nest", r) for r in RAW]
+    pairs += [(r, "nest") for r in RAW]
+    pairs += [(r, r) for r in RAW]
     return pairs
+
+
+def ceiling_kind(kind: str) -> str | None:
+    """``raw-<model>`` for one of our kinds (``threads-futures`` counts as ``threads``), else None."""
+    for ours, model in MODELS.items():
+        if kind == ours or kind.startswith(ours + "-"):
+            return f"raw-{model}"
+    return None
+
+
+def ceiling_pair(client: str, server: str) -> tuple[str, str] | None:
+    """The same pair with our side(s) replaced by the model's framework-free ceiling."""
+    c = "nest" if client == "nest" else ceiling_kind(client)
+    s = "nest" if server == "nest" else ceiling_kind(server)
+    if c is None or s is None or (c, s) == (client, server) or (c, s) == ("nest", "nest"):
+        return None
+    return c, s
 
 
 def pair_name(client: str, server: str) -> str:
@@ -160,8 +188,8 @@ def peak_rss_mib(pid: int) -> float | None:
 def start_server(kind: str, env_node: dict[str, str], env_py: dict[str, str]) -> tuple[Proc, int]:
     if kind == "nest":
         proc = Proc([node(), str(BENCH / "js" / "server.js")], env_node, "NestJS server")
-    elif kind == "raw":
-        proc = Proc([sys.executable, str(BENCH / "raw_server.py")], env_py, "raw server")
+    elif kind in RAW:
+        proc = Proc([sys.executable, str(BENCH / "raw_server.py"), "--model", kind[4:]], env_py, f"{kind} server")
     else:
         proc = Proc([sys.executable, str(BENCH / "server.py"), "--binding", kind], env_py, f"{kind} server")
     try:
@@ -178,9 +206,8 @@ def start_driver(kind: str, port: int, env_node: dict[str, str], env_py: dict[st
     if kind == "nest":
         env = dict(env_node, PORT=str(port), HOST="127.0.0.1")
         proc = Proc([node(), str(BENCH / "js" / "load.js")], env, "NestJS load driver")
-    elif kind in ("raw", "raw-threads"):
-        mode = "threads" if kind == "raw-threads" else "asyncio"
-        proc = Proc([sys.executable, str(BENCH / "raw_client.py"), "--mode", mode, "--port", str(port)], env_py,
+    elif kind in RAW:
+        proc = Proc([sys.executable, str(BENCH / "raw_client.py"), "--mode", kind[4:], "--port", str(port)], env_py,
                     f"{kind} client")
     else:
         proc = Proc([sys.executable, str(BENCH / "load.py"), "--binding", kind, "--port", str(port)], env_py,
@@ -249,14 +276,20 @@ def aggregate(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict
                 m[metric] = median_or_none([r.get(metric) for r in ok])
             med[pair][key] = m
     base = med.get(BASELINE, {})
-    for cells in med.values():
+    for pair, cells in med.items():
+        ceiling = ceiling_pair(*pair.split("->"))
+        roof = med.get(pair_name(*ceiling), {}) if ceiling else {}
         for key, m in cells.items():
-            b = base.get(key, {})
-            m["ratio"] = {
-                metric: (m[metric] / b[metric] if m.get(metric) is not None and b.get(metric) else None)
-                for metric in METRICS
-            }
+            m["ratio"] = _ratios(m, base.get(key, {}))
+            if ceiling:
+                m["ceiling_pair"] = pair_name(*ceiling)
+                m["ceiling"] = _ratios(m, roof.get(key, {}))
     return med
+
+
+def _ratios(m: dict[str, Any], b: dict[str, Any]) -> dict[str, float | None]:
+    return {metric: (m[metric] / b[metric] if m.get(metric) is not None and b.get(metric) else None)
+            for metric in METRICS}
 
 
 def run_framer(args: argparse.Namespace, env_node: dict[str, str], env_py: dict[str, str]) -> dict[str, Any]:
@@ -350,11 +383,13 @@ def markdown(report: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items())
         + f"; commit {m['commit']}.",
         "",
-        "Pairs are `client->server`. `nest` = NestJS 12 (`ClientTCP` / `ServerTCP`); `raw` = "
-        "the framework-free asyncio ceilings (`bench/raw_server.py`, `bench/raw_client.py`); "
-        "`raw-threads` = a minimal client of C threads on one blocking socket. Ratios (×) are to "
+        "Pairs are `client->server`. `nest` = NestJS 12 (`ClientTCP` / `ServerTCP`); `raw-<model>` = "
+        "the framework-free ceilings of each concurrency model (`bench/raw_server.py --model M`, "
+        "`bench/raw_client.py --mode M`: the same framing and JSON, no features). Ratios (×) are to "
         f"`{BASELINE}` in the same cell of this run: for req/s higher is better, for latency and "
-        "RSS lower is better. RSS = peak resident memory of the server process during the cell.",
+        "RSS lower is better. RSS = peak resident memory of the server process during the cell. "
+        "\"× ceiling\" is the ratio to the same pair with our side(s) replaced by the ceiling of their "
+        "model (`nest->gevent` to `nest->raw-gevent`, `gevent->gevent` to `raw-gevent->raw-gevent`).",
         "",
         "## Requests/s as a ratio to NestJS → NestJS",
         "",
@@ -365,9 +400,19 @@ def markdown(report: dict[str, Any]) -> str:
         row = [_ratio(by_cell.get(c, {}).get("ratio", {}).get("rps")) for c in cells]
         base_row = [_fmt(by_cell.get(c, {}).get("rps")) for c in cells]
         lines.append(f"| {pair} | " + " | ".join(base_row if pair == BASELINE else row) + " |")
-    lines += ["", f"(The `{BASELINE}` row shows its absolute req/s.)", "", "## All figures", "",
-              "| pair | payload | c | req/s | × | p50 ms | × | p99 ms | × | server RSS MiB | × |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["", f"(The `{BASELINE}` row shows its absolute req/s.)", "",
+              "## Requests/s as a ratio to the same model's framework-free ceiling", "",
+              "| pair | ceiling | " + " | ".join(cells) + " |",
+              "| --- | --- | " + " | ".join("---:" for _ in cells) + " |"]
+    for pair, by_cell in med.items():
+        roof = next((r["ceiling_pair"] for r in by_cell.values() if "ceiling_pair" in r), None)
+        if roof is None:
+            continue
+        row = [_ratio(by_cell.get(c, {}).get("ceiling", {}).get("rps")) for c in cells]
+        lines.append(f"| {pair} | {roof} | " + " | ".join(row) + " |")
+    lines += ["", "## All figures", "",
+              "| pair | payload | c | req/s | × | × ceiling | p50 ms | × | p99 ms | × | server RSS MiB | × |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for pair, by_cell in med.items():
         for c in cells:
             r = by_cell.get(c)
@@ -377,10 +422,11 @@ def markdown(report: dict[str, Any]) -> str:
             rt = r["ratio"]
             err = f" ({r['errors']} errors)" if r.get("errors") else ""
             if not r["reps"]:
-                lines.append(f"| {pair} | {payload} | {conc} | failed | | | | | | | |")
+                lines.append(f"| {pair} | {payload} | {conc} | failed | | | | | | | | |")
                 continue
+            roof = _ratio(r["ceiling"]["rps"]) if "ceiling" in r else ""
             lines.append(
-                f"| {pair} | {payload} | {conc} | {_fmt(r['rps'])}{err} | {_ratio(rt['rps'])} | "
+                f"| {pair} | {payload} | {conc} | {_fmt(r['rps'])}{err} | {_ratio(rt['rps'])} | {roof} | "
                 f"{_fmt(r['p50_ms'], 3)} | {_ratio(rt['p50_ms'])} | {_fmt(r['p99_ms'], 3)} | "
                 f"{_ratio(rt['p99_ms'])} | {_fmt(r['rss_mib'], 1)} | {_ratio(rt['rss_mib'])} |"
             )
@@ -447,7 +493,9 @@ def main() -> None:
             chosen = [p for p in pairs if any(fnmatch.fnmatchcase(pair_name(*p), pat) for pat in pats)]
             if not chosen:
                 raise SystemExit(f"--only {args.only!r} matches no pair; see --list")
-            pairs = [("nest", "nest")] + [p for p in chosen if p != ("nest", "nest")]
+            roofs = [c for c in (ceiling_pair(*p) for p in chosen) if c is not None and c not in chosen]
+            wanted = set(chosen) | set(roofs) | {("nest", "nest")}
+            pairs = [p for p in pairs if p in wanted]
     payloads = [p for p in args.payloads.split(",") if p]
     concs = [int(c) for c in args.concurrency.split(",") if c]
     cells = [(p, c) for p in payloads for c in concs]
