@@ -23,6 +23,7 @@ OUT = ROOT / "docs" / "api.md"
 
 MODULES = [
     ("sansio_tcpmsg", "The Sans-IO core: connections, events, routing, framing, errors."),
+    ("sansio_tcpmsg.balancing", "Many endpoints, pools and failover: the decisions a pooled client carries out."),
     ("sansio_tcpmsg.testing", "In-memory testing: no sockets, no threads, a fake clock."),
     ("tcpmsg_threads", "Blocking client and server for plain threads (standard library only)."),
     ("tcpmsg_gevent", "Client and server for gevent (extra `[gevent]`)."),

@@ -5,6 +5,7 @@ The core never touches a socket, a thread or a clock. Bindings (``tcpmsg_anyio``
 is decided here, once.
 """
 
+from .balancing import Balancer, EndpointInfo, EndpointState, Strategy
 from .client import ClientConnection
 from .codec import Codec, JsonCodec
 from .connection import Connection
@@ -47,6 +48,7 @@ from .status import ConnectionStatus
 __version__ = "0.1.0"
 
 __all__ = [
+    "Balancer",
     "ClientConnection",
     "Codec",
     "Connection",
@@ -54,6 +56,8 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionStatus",
     "Context",
+    "EndpointInfo",
+    "EndpointState",
     "Event",
     "EventReceived",
     "FrameDecoder",
@@ -81,6 +85,7 @@ __all__ = [
     "ServerConnection",
     "StreamEnded",
     "StreamItemReceived",
+    "Strategy",
     "TcpMsgError",
     "UnserializableError",
     "__version__",
