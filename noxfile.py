@@ -66,8 +66,9 @@ def interop(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Every docs sample, every example, and the tcpmsg command, run for real."""
+    """The API page up to date, every docs sample, every example, and the tcpmsg command."""
     session.install("-e", TEST)
+    session.run("python", "docs/gen_api.py", "--check")
     session.run("pytest", "tests/docs", "tests/examples", "tests/cli", "-p", "no:cacheprovider",
                 *session.posargs)
 

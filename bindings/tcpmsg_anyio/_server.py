@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import aclosing, asynccontextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup
@@ -414,7 +415,17 @@ serve = Server
 """``serve(router, host, port, ...)``: a :class:`Server`; ``async with`` it to serve."""
 
 
-async def run(router: Router, host: str = "localhost", port: int = 3000, **kwargs: Any) -> None:
-    """Serve ``router`` until cancelled: ``anyio.run(tcpmsg_anyio.run, router)``."""
-    server = serve(router, host, port, **kwargs)
-    await server.serve_forever()
+_P = ParamSpec("_P")
+
+
+def _runner(server_class: Callable[_P, Server]) -> Callable[_P, Coroutine[Any, Any, None]]:
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        """Serve ``router`` until cancelled: ``anyio.run(tcpmsg_anyio.run, router)``."""
+        await server_class(*args, **kwargs).serve_forever()
+
+    functools.update_wrapper(run, server_class, assigned=(), updated=())  # help() shows Server's parameters
+    return run
+
+
+run = _runner(Server)
+"""``run(router, host, port, ...)``, with :class:`Server`'s parameters: serve until cancelled."""

@@ -28,4 +28,4 @@ class Server(tcpmsg_sync.Server):
 
 connect = Client
 serve = Server
-run = Server.run
+run = tcpmsg_sync.runner(Server)

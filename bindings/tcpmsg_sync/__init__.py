@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from ._backends.base import Backend
 from ._client import Client
-from ._server import Server
+from ._server import Server, runner
 
-__all__ = ["Backend", "Client", "Server"]
+__all__ = ["Backend", "Client", "Server", "runner"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, ParamSpec
 
 from sansio_tcpmsg import (
     Codec,
@@ -25,7 +26,7 @@ from sansio_tcpmsg import (
 
 from ._backends.base import Backend, Pool, Task
 
-__all__ = ["Server"]
+__all__ = ["Server", "runner"]
 
 log = logging.getLogger("tcpmsg.server")
 
@@ -287,15 +288,6 @@ class Server:
         self._acceptor = self.backend.spawn(self._accept_loop)
         log.info("listening on %s:%s", self.host, self.port)
 
-    @classmethod
-    def run(cls, router: Router, host: str = "localhost", port: int = 3000, **kwargs: Any) -> None:
-        """Serve ``router`` until interrupted (Ctrl-C), then close gracefully."""
-        with cls(router, host, port, **kwargs) as server:
-            try:
-                server.serve_forever()
-            except KeyboardInterrupt:
-                pass
-
     def serve_forever(self) -> None:
         """Serve until :meth:`close` is called (from another thread or greenlet)."""
         self.start()
@@ -368,3 +360,21 @@ class Server:
         self.pool.shutdown(max(deadline - b.monotonic(), 0.1))
         log.info("server on %s:%s closed", self.host, self.port)
         self._closed.set()
+
+
+_P = ParamSpec("_P")
+
+
+def runner(server_class: Callable[_P, Server]) -> Callable[_P, None]:
+    """A binding's ``run``, taking exactly the parameters of its ``Server``."""
+
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        """Serve ``router`` until interrupted (Ctrl-C), then close gracefully."""
+        with server_class(*args, **kwargs) as server:
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                pass
+
+    functools.update_wrapper(run, server_class, assigned=(), updated=())  # help() shows Server's parameters
+    return run
