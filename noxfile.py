@@ -30,7 +30,7 @@ def core(session: nox.Session) -> None:
 def typing(session: nox.Session) -> None:
     """mypy --strict on the core and every binding."""
     session.install("-e", TEST, "mypy")
-    session.run("mypy", "--strict", "sansio_tcpmsg", "bindings/tcpmsg_anyio", "bindings/tcpmsg_gevent",
+    session.run("mypy", "--strict", "sansio_tcpmsg", "bindings/tcpmsg_anyio", "bindings/tcpmsg_gevent", "bindings/tcpmsg_sockopts",
                 "bindings/tcpmsg_threads", "bindings/tcpmsg_sync", "tcpmsg")
 
 

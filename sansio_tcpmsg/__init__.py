@@ -17,6 +17,7 @@ from .errors import (
     LocalProtocolError,
     NoHandlerError,
     PatternError,
+    ProxyHeaderError,
     RemoteError,
     RemoteProtocolError,
     RequestTimeout,
@@ -39,8 +40,10 @@ from .events import (
     StreamItemReceived,
 )
 from .framing import FrameDecoder, encode_frame, utf16_length
+from .keepalive import Keepalive
 from .limits import Limits
 from .patterns import normalize_pattern
+from .proxy import ProxyHeader, ProxyHeaderReader
 from .routing import Context, Handler, Router
 from .server import ServerConnection
 from .status import ConnectionStatus
@@ -66,12 +69,16 @@ __all__ = [
     "Handler",
     "IncompleteFrameTimeout",
     "JsonCodec",
+    "Keepalive",
     "Limits",
     "LocalProtocolError",
     "NoHandlerError",
     "PacketDropped",
     "PatternError",
     "ProtocolErrorOccurred",
+    "ProxyHeader",
+    "ProxyHeaderError",
+    "ProxyHeaderReader",
     "RemoteError",
     "RemoteErrorReceived",
     "RemoteProtocolError",

@@ -12,7 +12,8 @@ Three kinds of failure, kept apart because the caller reacts to each differently
     │   ├── FrameError                bad length prefix, invalid JSON, split character
     │   ├── FrameTooLarge             over Limits.max_buffer_size
     │   ├── IncompleteFrameTimeout    the peer went silent mid-frame
-    │   └── SendBufferExceeded        the peer does not read what we send
+    │   ├── SendBufferExceeded        the peer does not read what we send
+    │   └── ProxyHeaderError          a missing or invalid PROXY protocol header
     ├── RemoteError                   application error carried back in a reply's ``err``
     │   └── NoHandlerError            the server has no handler for the pattern
     ├── RequestTimeout                a request's deadline passed (also a TimeoutError)
@@ -35,6 +36,7 @@ __all__ = [
     "LocalProtocolError",
     "NoHandlerError",
     "PatternError",
+    "ProxyHeaderError",
     "RemoteError",
     "RemoteProtocolError",
     "RequestTimeout",
@@ -82,6 +84,10 @@ class IncompleteFrameTimeout(RemoteProtocolError):
 
 class SendBufferExceeded(RemoteProtocolError):
     """More bytes are queued for the peer than ``Limits.max_send_buffer_size``."""
+
+
+class ProxyHeaderError(RemoteProtocolError):
+    """A connection that must begin with a PROXY protocol header did not (or sent a bad one)."""
 
 
 class RemoteError(TcpMsgError):

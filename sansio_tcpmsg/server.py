@@ -7,8 +7,9 @@ from typing import Any
 
 from .codec import Codec
 from .connection import Connection
-from .errors import LocalProtocolError, UnserializableError
+from .errors import LocalProtocolError, ProxyHeaderError, UnserializableError
 from .events import EventReceived, PacketDropped, RequestReceived
+from .health import HEALTH_ROUTE, health_reply
 from .limits import Limits
 from .packets import (
     INTERNAL_ERROR,
@@ -20,6 +21,7 @@ from .packets import (
     reply_packet,
 )
 from .patterns import route_of_incoming
+from .proxy import ProxyHeader, ProxyHeaderReader
 from .routing import Context, Router
 
 __all__ = ["ServerConnection"]
@@ -34,6 +36,14 @@ class ServerConnection(Connection):
     one of ``respond``, ``fail``, or ``send_item`` calls closed by ``end_stream``.
     Replies to a closed connection are dropped quietly, as the peer is gone. A handler
     that fails, or whose value cannot be sent, is answered with ``fail``.
+
+    With ``proxy_protocol=True`` the stream must begin with a PROXY protocol header (v1
+    or v2, see :mod:`sansio_tcpmsg.proxy`); it is consumed before any frame and ``peer``
+    becomes the original client's ``(host, port)`` (unless the header is ``LOCAL`` or
+    ``UNKNOWN``). A stream without a valid header fails with ``ProxyHeaderError``.
+
+    Requests on the reserved :data:`~sansio_tcpmsg.health.HEALTH_ROUTE` are answered by
+    the connection itself: ``"serving"``, or an error once ``draining`` is set.
     """
 
     def __init__(
@@ -41,12 +51,19 @@ class ServerConnection(Connection):
         router: Router,
         *,
         peer: Any = None,
+        proxy_protocol: bool = False,
         limits: Limits | None = None,
         codec: Codec | None = None,
     ) -> None:
         super().__init__(limits=limits, codec=codec)
         self.router = router
         self.peer = peer
+        #: The PROXY header the connection began with, once read (None without one).
+        self.proxy_header: ProxyHeader | None = None
+        #: True once the server is shutting down: health requests are answered with an error.
+        self.draining = False
+        self._proxy = ProxyHeaderReader() if proxy_protocol else None
+        self._close_when_idle = False
         self._in_flight: dict[int, Any] = {}  # our request id -> the client's id
         self._next_id = 0
 
@@ -55,12 +72,58 @@ class ServerConnection(Connection):
         """Requests received and not yet answered."""
         return len(self._in_flight)
 
+    @property
+    def proxy_bytes_needed(self) -> int:
+        """Bytes that may be read next without reading past the PROXY header; 0 once it
+        is read (or none is expected). A binding that handshakes TLS after the header
+        reads this many raw bytes at a time into ``receive_data`` until it is 0."""
+        if self._proxy is None or self.closed:
+            return 0
+        return self._proxy.needed
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed bytes read from the socket (the PROXY header first, when expected)."""
+        if self._proxy is not None and not self.closed:
+            try:
+                done = self._proxy.feed(data)
+            except ProxyHeaderError as exc:
+                self._fail(exc)
+                return
+            if done is None:
+                timeout = self.limits.incomplete_frame_timeout  # a silent half header expires too
+                self._frame_deadline = now + timeout if timeout else None
+                return
+            self._proxy = None
+            self.proxy_header, data = done
+            self.peer = self.proxy_header.peer(self.peer)
+            self._frame_deadline = None
+            if not data:
+                return
+        super().receive_data(data, now)
+
+    def receive_eof(self) -> None:
+        """The peer closed its side (in the middle of a PROXY header, that is an error)."""
+        if self._proxy is not None and self._proxy.received and not self.closed:
+            self._fail(ProxyHeaderError(f"connection closed in the middle of a PROXY header: {self._proxy.received!r}"))
+            return
+        super().receive_eof()
+
+    def close_when_idle(self) -> None:
+        """Close as soon as no request waits for its reply (now, if none does): how a
+        draining server lets each connection finish its calls and go."""
+        self._close_when_idle = True
+        if not self._in_flight:
+            self.close()
+
     def _handle_packet(self, obj: Any) -> None:
         incoming = parse_incoming(obj)
         if incoming is None:
             self._events.append(PacketDropped(obj, "neither a request nor an event"))
             return
         route = route_of_incoming(incoming.pattern)
+        if route == HEALTH_ROUTE and incoming.is_request:
+            self._queue(health_reply(incoming.id, self.draining))
+            return
         context = Context(incoming.pattern, route, incoming.metadata, self.peer)
         if not incoming.is_request:
             self._events.append(EventReceived(incoming.data, context, self.router.event_handlers(route)))
@@ -84,6 +147,8 @@ class ServerConnection(Connection):
         self._queue(write(in_flight[request_id], value))  # raises UnserializableError first
         if final:
             del in_flight[request_id]
+            if self._close_when_idle and not in_flight:
+                self.close()
 
     def respond(self, request_id: int, value: Any) -> None:
         """Reply with a single value; ``None`` replies with no value, as ``undefined`` does.

@@ -1,0 +1,86 @@
+"""The built-in health route and the draining connection, without sockets."""
+
+from __future__ import annotations
+
+import json
+
+from sansio_tcpmsg import Router, ServerConnection
+from sansio_tcpmsg.events import ConnectionClosed, EventReceived, RequestReceived
+from sansio_tcpmsg.framing import FrameDecoder, encode_frame
+from sansio_tcpmsg.health import CHECK_EXPECT, CHECK_REQUEST, DRAINING, HEALTH_ROUTE, SERVING
+
+
+def make_router() -> Router:
+    router = Router()
+
+    @router.message("work")
+    def work(data: object) -> object:
+        return data
+
+    @router.message(HEALTH_ROUTE)
+    def never(data: object) -> object:  # the route is reserved: never called
+        raise AssertionError
+
+    @router.event(HEALTH_ROUTE)
+    def seen(data: object) -> None:
+        pass
+
+    return router
+
+
+def test_check_request_is_one_valid_frame() -> None:
+    [text] = FrameDecoder().feed(CHECK_REQUEST)
+    assert json.loads(text) == {"pattern": HEALTH_ROUTE, "data": None, "id": "health"}
+
+
+def test_a_serving_connection_answers_serving_by_itself() -> None:
+    conn = ServerConnection(make_router())
+    conn.receive_data(CHECK_REQUEST, 0.0)
+    assert conn.events_received() == [] and conn.in_flight == 0
+    reply = conn.data_to_send()
+    assert reply == encode_frame('{"response":"serving","isDisposed":true,"id":"health"}')
+    assert CHECK_EXPECT.encode() in reply and SERVING == "serving"
+
+
+def test_a_draining_connection_answers_an_error() -> None:
+    conn = ServerConnection(make_router())
+    conn.draining = True
+    conn.receive_data(encode_frame('{"pattern":"tcpmsg.health","data":1,"id":7}'), 0.0)
+    reply = conn.data_to_send()
+    assert json.loads(FrameDecoder().feed(reply)[0]) == {"err": DRAINING, "isDisposed": True, "id": 7}
+    assert CHECK_EXPECT.encode() not in reply
+
+
+def test_health_events_go_to_event_handlers() -> None:
+    conn = ServerConnection(make_router())
+    conn.receive_data(encode_frame('{"pattern":"tcpmsg.health","data":1}'), 0.0)
+    [event] = conn.events_received()
+    assert isinstance(event, EventReceived) and len(event.handlers) == 1
+    assert conn.data_to_send() == b""
+
+
+def test_close_when_idle_waits_for_the_last_reply() -> None:
+    conn = ServerConnection(make_router())
+    conn.receive_data(encode_frame('{"pattern":"work","data":1,"id":"a"}')
+                      + encode_frame('{"pattern":"work","data":2,"id":"b"}'), 0.0)
+    first, second = conn.events_received()
+    assert isinstance(first, RequestReceived) and isinstance(second, RequestReceived)
+    conn.close_when_idle()
+    assert not conn.closed
+    conn.respond(first.request_id, 1)
+    assert not conn.closed
+    conn.receive_data(encode_frame('{"pattern":"work","data":3,"id":"c"}'), 0.0)
+    [third] = conn.events_received()  # still read: it is answered before the close
+    conn.respond(second.request_id, 2)
+    assert not conn.closed
+    conn.respond(third.request_id, 3)
+    assert conn.closed
+    [closed] = conn.events_received()
+    assert isinstance(closed, ConnectionClosed) and closed.error is None
+    assert len(FrameDecoder().feed(conn.data_to_send())) == 3  # every reply is still written
+
+
+def test_close_when_idle_on_an_idle_connection_closes_now() -> None:
+    conn = ServerConnection(make_router())
+    conn.close_when_idle()
+    assert conn.closed
