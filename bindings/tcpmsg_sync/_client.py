@@ -26,6 +26,7 @@ from sansio_tcpmsg import (
 )
 
 from ._backends.base import Backend, Empty, QueueLike, Task
+from ._tls import TlsLayer
 
 __all__ = ["Client"]
 
@@ -67,9 +68,11 @@ class _Session:
     combined the same way: one writer at a time, with what others queued meanwhile.
     """
 
-    def __init__(self, conn: ClientConnection, sock: Any, backend: Backend) -> None:
+    def __init__(self, conn: ClientConnection, sock: Any, tls: TlsLayer | None,
+                 backend: Backend) -> None:
         self.conn = conn
         self.sock = sock
+        self.tls = tls  # used under the client's lock only
         self.waiters: dict[str, QueueLike] = {}
         self.followers: dict[QueueLike, str] = {}  # callers blocked on their queue
         self.reading = False
@@ -147,7 +150,7 @@ class Client:
         self._core(session, session.conn.close)
         session.stop.set()
         try:
-            self._b.shutdown(session.sock, socket.SHUT_RDWR)
+            session.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         if session.reader is not None:
@@ -177,8 +180,8 @@ class Client:
             delay = self.retry_delay
             for attempt in range(self.retries + 1):
                 try:
-                    sock = self._b.connect(self.host, self.port, self.connect_timeout,
-                                           self.tls, self.server_hostname)
+                    sock = self._b.connect(self.host, self.port, self.connect_timeout)
+                    tls = self._start_tls(sock)
                     break
                 except OSError as exc:
                     if attempt == self.retries:
@@ -187,13 +190,27 @@ class Client:
                     log.info("connecting to %s:%s failed (%s); retrying", self.host, self.port, exc)
                     self._b.sleep(delay)
                     delay = min(delay * 2, 2.0)
-            session = _Session(ClientConnection(limits=self.limits, codec=self.codec), sock, self._b)
+            session = _Session(ClientConnection(limits=self.limits, codec=self.codec), sock, tls,
+                               self._b)
             self._session = session
             session.reader = self._b.spawn(self._read_loop, session)
             self._ever_connected = True
             log.info("connected to %s:%s", self.host, self.port)
             self._set_status(ConnectionStatus.CONNECTED)
             return session
+
+    def _start_tls(self, sock: Any) -> TlsLayer | None:
+        """With ``tls``: the handshake on the new socket (closed if it fails)."""
+        if self.tls is None:
+            return None
+        layer = TlsLayer(self.tls, server_side=False,
+                         server_hostname=self.server_hostname or self.host)
+        try:
+            layer.handshake(sock, self.connect_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return layer
 
     # -- the pump ---------------------------------------------------------------------
 
@@ -212,6 +229,8 @@ class Client:
     def _take_out(session: _Session) -> bytes:
         """(Under the lock.) The core's bytes if this caller is to write them, else b""."""
         out = session.conn.data_to_send()
+        if session.tls is not None:
+            out = session.tls.encrypt(out, session.conn.closed)
         if out:
             if session.writing:
                 session.out.append(out)
@@ -238,7 +257,7 @@ class Client:
                 log.info("connection lost while writing: %s", exc)
                 self._core(session, session.conn.receive_eof)
                 try:
-                    self._b.shutdown(session.sock, socket.SHUT_RDWR)
+                    session.sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
                 return False
@@ -261,10 +280,13 @@ class Client:
             data = sock.recv(65536)
         except OSError:
             data = b""
-        if data:
+        if not data:
+            self._core(session, conn.receive_eof)
+        elif session.tls is None:
             self._core(session, conn.receive_data, data, b.monotonic())
         else:
-            self._core(session, conn.receive_eof)
+            self._core(session, session.tls.receive, conn, data, b.monotonic(), log,
+                       f"{self.host}:{self.port}")
 
     def _release(self, session: _Session) -> None:
         """Give up the reader role; wake a caller still waiting to take it over."""
@@ -330,11 +352,21 @@ class Client:
                 self._resolve(waiters, ev.request_id, ("error", ev.exception()))
             elif isinstance(ev, ConnectionClosed):
                 for request_id in ev.failed:
-                    self._resolve(waiters, request_id, ("error", ev.exception()))
+                    self._resolve(waiters, request_id, ("error", self._closed(session, ev.exception())))
             elif isinstance(ev, ProtocolErrorOccurred):
                 log.warning("protocol error from server: %s", ev.error)
             elif isinstance(ev, PacketDropped):
                 log.debug("dropped packet (%s): %r", ev.reason, ev.packet)
+
+    @staticmethod
+    def _closed(session: _Session, exc: ConnectionClosedError) -> ConnectionClosedError:
+        """``exc``, naming the TLS error that ended the connection if there was one."""
+        tls_error = session.tls.error if session.tls is not None else None
+        if tls_error is None:
+            return exc
+        named = ConnectionClosedError(f"{exc} (TLS: {tls_error})")
+        named.__cause__ = tls_error
+        return named
 
     @staticmethod
     def _resolve(waiters: dict[str, QueueLike], request_id: str, outcome: tuple[str, Any]) -> None:
@@ -359,9 +391,10 @@ class Client:
                     session.waiters[request_id] = waiter
                     out = self._take_out(session)
                 break
-            except ConnectionClosedError:
+            except ConnectionClosedError as exc:
                 if attempt:
-                    raise
+                    named = self._closed(session, exc)
+                    raise named from named.__cause__
         if out:
             self._write(session, out)
         return session, request_id, waiter, deadline

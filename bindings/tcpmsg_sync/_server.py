@@ -25,6 +25,7 @@ from sansio_tcpmsg import (
 )
 
 from ._backends.base import Backend, Pool, Task
+from ._tls import TlsLayer
 
 __all__ = ["Server", "runner"]
 
@@ -52,6 +53,7 @@ class _Peer:
         self.events: deque[EventReceived] = deque()
         self.events_running = False
         self.task: Task | None = None
+        self.tls: TlsLayer | None = None  # used under ``lock`` only, once handshaken
 
     # -- the pump ---------------------------------------------------------------------
 
@@ -65,6 +67,8 @@ class _Peer:
             except TcpMsgError as exc:
                 error = exc
             data = conn.data_to_send()
+            if self.tls is not None:
+                data = self.tls.encrypt(data, conn.closed)
             if data:
                 self.queued += len(data)
                 conn.note_send_buffer(self.queued)
@@ -77,7 +81,7 @@ class _Peer:
                 self.ended = True
                 self.resume.set()
                 try:  # wake the reader; what is queued is still written
-                    self.b.shutdown(self.sock, socket.SHUT_RD)
+                    self.sock.shutdown(socket.SHUT_RD)
                 except OSError:
                     pass
             events = conn.events_received()
@@ -141,7 +145,9 @@ class _Peer:
         tls = self.server.tls
         try:
             if tls is not None:
-                self.sock = self.b.wrap_server(self.sock, tls, _HANDSHAKE_TIMEOUT)
+                layer = TlsLayer(tls, server_side=True)
+                layer.handshake(self.sock, _HANDSHAKE_TIMEOUT)
+                self.tls = layer
         except OSError as exc:
             log.warning("TLS handshake with %s failed: %s", self.addr, exc)
             self.sock.close()
@@ -149,11 +155,13 @@ class _Peer:
             return
         log.info("connection opened: %s", self.addr)
         try:
+            if self.tls is not None:  # the client's first request may have come with its Finished
+                self.core(self.tls.receive, self.conn, b"", self.b.monotonic(), log, self.addr)
             self._read_loop()
         finally:
             self._wait_written()
             try:
-                self.b.shutdown(self.sock, socket.SHUT_RDWR)
+                self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             self._wait_written()
@@ -190,10 +198,12 @@ class _Peer:
                 data = sock.recv(65536)
             except OSError:
                 data = b""
-            if data:
+            if not data:
+                self.core(conn.receive_eof)
+            elif self.tls is None:
                 self.core(conn.receive_data, data, b.monotonic())
             else:
-                self.core(conn.receive_eof)
+                self.core(self.tls.receive, conn, data, b.monotonic(), log, self.addr)
 
     def _run_request(self, ev: RequestReceived) -> None:
         request_id, conn = ev.request_id, self.conn
@@ -337,7 +347,7 @@ class Server:
                 return
             self._closing = True
         try:
-            b.shutdown(self._listener, socket.SHUT_RDWR)
+            self._listener.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         if self._acceptor is not None:

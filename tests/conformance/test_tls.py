@@ -84,3 +84,26 @@ def test_tls_reconnect_after_server_restart(binding, certs, server_process):
         binding.wait_until(lambda: c.status == "disconnected", timeout=5)
         proc.start()
         assert c.send("echo", 2) == 2
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("mtls", [False, True], ids=["tls", "mutual-tls"])
+def test_tls_one_client_shared_by_many_callers(binding, certs, mtls):
+    """32 threads (greenlets on gevent, tasks through the portal on anyio) share one TLS
+    client, 100 calls each with distinct payloads (some span several TLS records), 3 times
+    over: every reply is the caller's own, none times out (OpenSSL forbids two threads in
+    one SSL object; the sync bindings never let them)."""
+    callers, calls = 32, 100
+    with binding.serve(tls=server_ctx(certs, mtls=mtls)) as srv:
+        with binding.connect(srv.port, tls=client_ctx(certs, cert="client" if mtls else None),
+                             server_hostname="localhost", timeout=30) as c:
+            for rnd in range(3):
+                def caller(who: int, rnd: int = rnd) -> int:
+                    for i in range(calls):
+                        payload = {"round": rnd, "caller": who, "i": i,
+                                   "pad": "é" * (20_000 if i % 40 == who % 40 else i * 13)}
+                        assert c.send("echo", payload) == payload
+                    return who
+
+                running = [binding.spawn(caller, who) for who in range(callers)]
+                assert [r.result(120) for r in running] == list(range(callers))

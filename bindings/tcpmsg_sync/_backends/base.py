@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import queue
 import socket
-import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -62,18 +61,11 @@ class Pool(Protocol):
 class Backend(Protocol):
     """The primitives the sync client and server are written against."""
 
-    def connect(self, host: str, port: int, timeout: float | None,
-                tls: ssl.SSLContext | None, server_hostname: str | None) -> Any:
-        """A connected (and, with ``tls``, handshaken) socket in blocking mode."""
+    def connect(self, host: str, port: int, timeout: float | None) -> Any:
+        """A connected socket in blocking mode (TLS, if any, is ``tcpmsg_sync._tls``'s)."""
 
     def listen(self, host: str, port: int) -> Any:
         """A listening socket."""
-
-    def wrap_server(self, sock: Any, tls: ssl.SSLContext, timeout: float) -> Any:
-        """Server side TLS handshake on an accepted socket."""
-
-    def shutdown(self, sock: Any, how: int) -> None:
-        """OS-level shutdown (bypassing TLS) to wake tasks blocked on ``sock``."""
 
     def wait_readable(self, sock: Any, timeout: float | None) -> bool:
         """Wait until ``sock`` can be read (or accepted) without blocking; False on timeout."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket as _stdsocket
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +12,6 @@ import gevent.event  # type: ignore[import-untyped, unused-ignore]
 import gevent.lock  # type: ignore[import-untyped, unused-ignore]
 import gevent.queue  # type: ignore[import-untyped, unused-ignore]
 import gevent.socket  # type: ignore[import-untyped, unused-ignore]
-import gevent.ssl  # type: ignore[import-untyped, unused-ignore]
 
 from .base import listen_on
 
@@ -54,18 +52,10 @@ class _GreenletPool:
 class GeventBackend:
     """Cooperative primitives: gevent sockets, greenlets, gevent locks, events, queues."""
 
-    def connect(self, host: str, port: int, timeout: float | None,
-                tls: ssl.SSLContext | None, server_hostname: str | None) -> Any:
-        """A connected (and, with ``tls``, handshaken) gevent socket."""
+    def connect(self, host: str, port: int, timeout: float | None) -> Any:
+        """A connected gevent socket."""
         sock: Any = gevent.socket.create_connection((host, port), timeout=timeout)
-        try:
-            sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
-            if tls is not None:
-                sock = gevent.ssl.SSLSocket(sock=sock, server_hostname=server_hostname or host,
-                                            _context=tls)
-        except BaseException:
-            sock.close()
-            raise
+        sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
         sock.settimeout(None)
         return sock
 
@@ -74,22 +64,8 @@ class GeventBackend:
         info = _stdsocket.getaddrinfo(host, port, type=_stdsocket.SOCK_STREAM)[0]
         return listen_on(gevent.socket.socket(info[0], _stdsocket.SOCK_STREAM), host, port)
 
-    def wrap_server(self, sock: Any, tls: ssl.SSLContext, timeout: float) -> Any:
-        """Server side TLS handshake on an accepted socket."""
-        sock.settimeout(timeout)
-        wrapped = gevent.ssl.SSLSocket(sock=sock, server_side=True, _context=tls)
-        wrapped.settimeout(None)
-        return wrapped
-
-    def shutdown(self, sock: Any, how: int) -> None:
-        """OS-level shutdown (bypassing TLS) to wake greenlets blocked on ``sock``."""
-        gevent.socket.socket.shutdown(sock, how)
-
     def wait_readable(self, sock: Any, timeout: float | None) -> bool:
         """Wait cooperatively until ``sock`` is readable; False on timeout."""
-        pending = getattr(sock, "pending", None)
-        if pending is not None and pending():
-            return True
         try:
             gevent.socket.wait_read(sock.fileno(), None if timeout is None else max(timeout, 0.0))
         except TimeoutError:

@@ -6,7 +6,6 @@ import logging
 import queue
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -66,17 +65,10 @@ class _ThreadPool:
 class ThreadBackend:
     """Standard library primitives: OS threads and blocking sockets."""
 
-    def connect(self, host: str, port: int, timeout: float | None,
-                tls: ssl.SSLContext | None, server_hostname: str | None) -> socket.socket:
-        """A connected (and, with ``tls``, handshaken) socket in blocking mode."""
+    def connect(self, host: str, port: int, timeout: float | None) -> socket.socket:
+        """A connected socket in blocking mode."""
         sock = socket.create_connection((host, port), timeout=timeout)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if tls is not None:
-                sock = tls.wrap_socket(sock, server_hostname=server_hostname or host)
-        except BaseException:
-            sock.close()
-            raise
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(None)
         return sock
 
@@ -85,22 +77,8 @@ class ThreadBackend:
         info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         return listen_on(socket.socket(info[0], socket.SOCK_STREAM), host, port)  # type: ignore[no-any-return]
 
-    def wrap_server(self, sock: socket.socket, tls: ssl.SSLContext, timeout: float) -> socket.socket:
-        """Server side TLS handshake on an accepted socket."""
-        sock.settimeout(timeout)
-        wrapped = tls.wrap_socket(sock, server_side=True)
-        wrapped.settimeout(None)
-        return wrapped
-
-    def shutdown(self, sock: socket.socket, how: int) -> None:
-        """OS-level shutdown (bypassing TLS) to wake threads blocked on ``sock``."""
-        socket.socket.shutdown(sock, how)
-
     def wait_readable(self, sock: socket.socket, timeout: float | None) -> bool:
-        """Poll ``sock`` for reading (TLS data already decrypted counts); False on timeout."""
-        pending = getattr(sock, "pending", None)
-        if pending is not None and pending():
-            return True
+        """Poll ``sock`` for reading; False on timeout."""
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
         return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000) + 1)))
