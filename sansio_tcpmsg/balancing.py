@@ -45,6 +45,7 @@ __all__ = [
     "Strategy",
     "may_resend",
     "parse_endpoints",
+    "pool_targets",
 ]
 
 
@@ -192,6 +193,27 @@ def parse_endpoints(endpoints: Iterable[Any]) -> list[tuple[str, int]]:
     if not out:
         raise LocalProtocolError("endpoints must name at least one (host, port)")
     return out
+
+
+def pool_targets(host: str | None, port: int | None, endpoints: Iterable[Any] | None, *,
+                 pool_size: int = 1, max_connection_age: float | None = None,
+                 resolve_interval: float | None = None) -> list[tuple[str, int]] | None:
+    """What ``connect(...)`` makes: None for one plain connection to ``host:port``, else
+    the ``(host, port)`` targets of a pooled client.
+
+    A pooled client is made for ``endpoints=`` or for any pool option (``pool_size``
+    other than 1, ``max_connection_age``, ``resolve_interval``); then a lone ``host`` is
+    resolved, each address an endpoint. ``host``/``port`` and ``endpoints`` exclude
+    each other (``TypeError``).
+    """
+    if endpoints is not None:
+        if host is not None or port is not None:
+            raise TypeError("connect() takes either host/port or endpoints=, not both "
+                            f"(host={host!r}, port={port!r}, endpoints={endpoints!r})")
+        return parse_endpoints(endpoints)
+    if pool_size == 1 and max_connection_age is None and resolve_interval is None:
+        return None
+    return parse_endpoints([(host or "localhost", 3000 if port is None else port)])
 
 
 def _is_address(host: str) -> bool:

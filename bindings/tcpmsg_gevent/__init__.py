@@ -9,9 +9,10 @@ before anything else is imported, or they block every greenlet of the process.
 from __future__ import annotations
 
 import tcpmsg_sync
+from tcpmsg_sync import PooledClient
 from tcpmsg_sync._backends.gevent import GeventBackend
 
-__all__ = ["Client", "GeventBackend", "Server", "connect", "run", "serve"]
+__all__ = ["Client", "PooledClient", "GeventBackend", "Server", "connect", "run", "serve"]
 
 
 class Client(tcpmsg_sync.Client):

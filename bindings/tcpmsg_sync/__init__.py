@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._backends.base import Backend
 from ._client import Client
+from ._pool import PooledClient
 from ._server import Server, runner
 
-__all__ = ["Backend", "Client", "Server", "runner"]
+__all__ = ["Backend", "Client", "PooledClient", "Server", "runner"]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from sansio_tcpmsg import (
@@ -26,20 +27,12 @@ from sansio_tcpmsg import (
 )
 
 from ._backends.base import Backend, Empty, QueueLike, Task
+from ._pool import DEFAULT, pooled
 from ._tls import TlsLayer
 
 __all__ = ["Client"]
 
 log = logging.getLogger("tcpmsg.client")
-
-
-class _Default:
-    def __repr__(self) -> str:
-        return "<default>"
-
-
-DEFAULT: Any = _Default()
-"""Marks "use the client's default timeout"."""
 
 
 _LEAD: tuple[str, Any] = ("lead", None)
@@ -95,10 +88,15 @@ class Client:
     #: The primitives (sockets, locks, tasks) this client runs on.
     backend: ClassVar[Backend]
 
+    def __new__(cls, host: str | None = None, port: int | None = None, **options: Any) -> Any:
+        """One connection to ``host:port``, or a :class:`PooledClient` (see ``__init__``)."""
+        pool = pooled(cls, host, port, dict(options))
+        return super().__new__(cls) if pool is None else pool
+
     def __init__(
         self,
-        host: str = "localhost",
-        port: int = 3000,
+        host: str | None = None,
+        port: int | None = None,
         *,
         tls: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
@@ -109,8 +107,17 @@ class Client:
         limits: Limits | None = None,
         codec: Codec | None = None,
         on_status: Callable[[ConnectionStatus], object] | None = None,
+        endpoints: Sequence[tuple[str, int]] | None = None,
+        pool_size: int = 1,
+        max_connection_age: float | None = None,
+        resolve_interval: float | None = None,
+        balance: str = "round_robin",
+        backoff_max: float = 5.0,
+        resolver: Callable[[str, int], Sequence[str]] | None = None,
     ) -> None:
-        self.host, self.port = host, port
+        # The pool's options (endpoints ... resolver) made a PooledClient in __new__
+        # unless they are all at their defaults: one connection has no use for them.
+        self.host, self.port = host or "localhost", 3000 if port is None else port
         self.tls, self.server_hostname = tls, server_hostname
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.retries, self.retry_delay = retries, retry_delay
@@ -122,6 +129,7 @@ class Client:
         self._session: _Session | None = None
         self._status = ConnectionStatus.DISCONNECTED
         self._ever_connected = False
+        self._reconnects = True  # False in a pool: a lost connection is replaced, not reopened
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -175,6 +183,8 @@ class Client:
             session = self._session
             if session is not None and not session.conn.closed:
                 return session
+            if self._ever_connected and not self._reconnects:
+                raise ConnectionClosedError(f"connection to {self.host}:{self.port} closed")
             if self._ever_connected:
                 self._set_status(ConnectionStatus.RECONNECTING)
             delay = self.retry_delay
@@ -482,3 +492,8 @@ class Client:
             out = self._take_out(session)
         if out and not self._write(session, out):
             raise ConnectionClosedError("connection closed while sending the event")
+
+
+# What ``inspect.signature(connect)`` and the docs show: __init__'s options, not __new__'s.
+Client.__signature__ = inspect.signature(Client.__init__).replace(  # type: ignore[attr-defined]
+    parameters=list(inspect.signature(Client.__init__).parameters.values())[1:])

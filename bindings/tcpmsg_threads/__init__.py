@@ -7,9 +7,10 @@ the primitives (:class:`ThreadBackend` here) differ.
 from __future__ import annotations
 
 import tcpmsg_sync
+from tcpmsg_sync import PooledClient
 from tcpmsg_sync._backends.threads import ThreadBackend
 
-__all__ = ["Client", "Server", "ThreadBackend", "connect", "run", "serve"]
+__all__ = ["Client", "PooledClient", "Server", "ThreadBackend", "connect", "run", "serve"]
 
 
 class Client(tcpmsg_sync.Client):

@@ -169,6 +169,17 @@ def evt_meta(data, ctx):
 # --- handlers registered as is on every binding ----------------------------------------
 
 
+# What ``whoami`` answers: ``serve_router.py --name`` sets it (for the balancing tests).
+SERVER_NAME = "in-process"
+
+
+def whoami(data, ctx):
+    """This server's name, after ``data`` seconds (if any)."""
+    if data:
+        yield from sleep(data)
+    return SERVER_NAME
+
+
 def echo_sync(data, ctx):
     return {"sync": data}
 
@@ -179,6 +190,7 @@ def count_sync(data, ctx):
 
 
 MESSAGES: list[tuple[Any, Callable[..., Any]]] = [
+    ("whoami", whoami),
     ("echo", echo),
     ("none", none),
     ("slow", slow),

@@ -1,6 +1,6 @@
 """Serve the conformance router out of process, so tests can kill -9 it.
 
-    python serve_router.py --binding threads --port 0 [--tls CERTDIR [--mtls]]
+    python serve_router.py --binding threads --port 0 [--host H] [--name N] [--tls CERTDIR [--mtls]]
 
 Prints ``PORT <n>`` once listening, then serves until killed.
 """
@@ -32,12 +32,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--binding", required=True, choices=tcpmsg_facade.BINDINGS)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--host", default=tcpmsg_facade.HOST)
+    ap.add_argument("--name", help="what the whoami handler answers")
     ap.add_argument("--tls")
     ap.add_argument("--mtls", action="store_true")
     ap.add_argument("--limits", help="JSON object of sansio_tcpmsg.Limits fields")
     args = ap.parse_args()
+    if args.name:
+        import conformance_router
+
+        conformance_router.SERVER_NAME = args.name
     binding = tcpmsg_facade.make_binding(args.binding)
-    kw = {"port": args.port}
+    kw = {"port": args.port, "host": args.host}
     if args.tls:
         kw["tls"] = server_tls(args.tls, args.mtls)
     if args.limits:

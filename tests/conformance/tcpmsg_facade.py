@@ -147,6 +147,11 @@ class Client:
     def status(self) -> Any:
         return self.raw.status
 
+    @property
+    def endpoints(self) -> Any:
+        """A pooled client's ``endpoints`` (read where the client lives)."""
+        return self.binding.call_soon(lambda: self.raw.endpoints)
+
     def connect(self) -> None:
         self.raw.connect()
 
@@ -341,6 +346,10 @@ class Binding:
 
     # background -------------------------------------------------------------------------
 
+    def call_soon(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` where the binding's objects live (the event loop for anyio)."""
+        return fn()
+
     def spawn(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         return _ThreadCall(fn, *args, **kw)
 
@@ -359,7 +368,7 @@ class Binding:
 
     # clients ----------------------------------------------------------------------------
 
-    def _client_kwargs(self, port: int, kw: dict) -> tuple[list[Any], dict]:
+    def _client_kwargs(self, port: int | None, kw: dict) -> tuple[list[Any], dict]:
         statuses: list[Any] = []
         kw = dict(kw)
         user_cb = kw.pop("on_status", None)
@@ -369,8 +378,9 @@ class Binding:
             if user_cb is not None:
                 user_cb(status)
 
-        kw.setdefault("host", HOST)
-        kw["port"] = port
+        if port is not None:  # None: the caller gives endpoints=[...]
+            kw.setdefault("host", HOST)
+            kw["port"] = port
         kw["on_status"] = on_status
         return statuses, kw
 
@@ -490,6 +500,9 @@ class AnyioBinding(Binding):
     def shutdown(self) -> None:
         with contextlib.suppress(Exception):
             self._portal_cm.__exit__(None, None, None)
+
+    def call_soon(self, fn: Callable[[], Any]) -> Any:
+        return self.portal.call(_as_async(fn))
 
     def revive(self) -> None:
         """A crashed portal would fail every later test: start a new one (and say so)."""

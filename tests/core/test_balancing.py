@@ -18,6 +18,7 @@ from sansio_tcpmsg.balancing import (
     Strategy,
     may_resend,
     parse_endpoints,
+    pool_targets,
 )
 from sansio_tcpmsg.errors import LocalProtocolError
 
@@ -305,3 +306,16 @@ def test_ipv6_addresses_are_endpoints_not_names() -> None:
     b = Balancer([("::1", 3000)], now=0.0)
     [conn] = connects(b)
     assert conn.host == "::1" and b.get_timer() is None
+
+
+def test_pool_targets_decide_what_connect_makes() -> None:
+    assert pool_targets("h", 1, None) is None
+    assert pool_targets(None, None, None) is None
+    assert pool_targets("h", 1, None, pool_size=2) == [("h", 1)]
+    assert pool_targets(None, None, None, max_connection_age=5.0) == [("localhost", 3000)]
+    assert pool_targets(None, 7, None, resolve_interval=1.0) == [("localhost", 7)]
+    assert pool_targets(None, None, [A, B]) == [A, B]
+    with pytest.raises(TypeError, match="host/port or endpoints"):
+        pool_targets("h", None, [A])
+    with pytest.raises(TypeError, match="port=1"):
+        pool_targets(None, 1, [A])

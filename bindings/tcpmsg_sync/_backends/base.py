@@ -12,7 +12,8 @@ import socket
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["Backend", "Empty", "EventLike", "LockLike", "Pool", "QueueLike", "Task", "listen_on"]
+__all__ = ["Backend", "Empty", "EventLike", "LockLike", "Pool", "QueueLike", "Task", "addresses",
+           "listen_on"]
 
 #: Raised by ``QueueLike.get`` on timeout (gevent uses the same class).
 Empty = queue.Empty
@@ -94,6 +95,14 @@ class Backend(Protocol):
 
     def monotonic(self) -> float:
         """The clock given to the core."""
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        """Every address ``host`` resolves to for a TCP connection (``OSError`` if none)."""
+
+
+def addresses(infos: list[Any]) -> list[str]:
+    """The distinct addresses of ``getaddrinfo`` results, in its order."""
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def listen_on(sock: Any, host: str, port: int) -> Any:

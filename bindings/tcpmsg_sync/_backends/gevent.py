@@ -13,7 +13,7 @@ import gevent.lock  # type: ignore[import-untyped, unused-ignore]
 import gevent.queue  # type: ignore[import-untyped, unused-ignore]
 import gevent.socket  # type: ignore[import-untyped, unused-ignore]
 
-from .base import listen_on
+from .base import addresses, listen_on
 
 __all__ = ["GeventBackend"]
 
@@ -104,3 +104,7 @@ class GeventBackend:
     def monotonic(self) -> float:
         """``time.monotonic``."""
         return time.monotonic()
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        """Every address of ``host`` (``gevent.socket.getaddrinfo``)."""
+        return addresses(gevent.socket.getaddrinfo(host, port, type=_stdsocket.SOCK_STREAM))

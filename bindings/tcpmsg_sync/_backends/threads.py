@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .base import listen_on
+from .base import addresses, listen_on
 
 __all__ = ["ThreadBackend"]
 
@@ -115,3 +115,7 @@ class ThreadBackend:
     def monotonic(self) -> float:
         """``time.monotonic``."""
         return time.monotonic()
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        """Every address of ``host`` (``socket.getaddrinfo``)."""
+        return addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))

@@ -1,0 +1,174 @@
+"""Many endpoints, pools and failover, for real: server processes killed by pid.
+
+Three out-of-process servers answer ``whoami`` with their own name; a pooled client
+(``connect(endpoints=[...])``) spreads calls over them, fails over when one is killed and
+sends to it again once it is back. Names resolving to several loopback addresses go
+through the client's ``resolver`` seam (no /etc/hosts).
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+import time
+
+import pytest
+from conftest import BINDING_NAME, free_port
+from tcpmsg_facade import HOST
+
+import sansio_tcpmsg as st
+from sansio_tcpmsg import EndpointState
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(autouse=True)
+def _pooled(binding):
+    if not hasattr(binding.mod, "PooledClient"):
+        pytest.skip(f"{binding.name} has no pooled client yet")
+
+UP, DOWN, REMOVED = EndpointState.UP, EndpointState.DOWN, EndpointState.REMOVED
+
+
+def three(server_process, hosts=(HOST, HOST, HOST), port=0):
+    return {name: server_process(extra=["--name", name, "--host", host], port=port)
+            for name, host in zip("abc", hosts, strict=True)}
+
+
+def states(c):
+    return {e.port if len({x.host for x in c.endpoints}) == 1 else e.host: e.state for e in c.endpoints}
+
+
+def spread(c, n, **kw):
+    return collections.Counter(c.send("whoami", None, **kw) for _ in range(n))
+
+
+def test_calls_spread_evenly_over_three_servers(binding, server_process):
+    procs = three(server_process)
+    endpoints = [(HOST, p.port) for p in procs.values()]
+    with binding.connect(None, endpoints=endpoints, timeout=10) as c:
+        assert binding.wait_until(lambda: all(e.state is UP for e in c.endpoints), timeout=10), c.endpoints
+        hits = spread(c, 300)
+        assert set(hits) == {"a", "b", "c"}
+        assert all(80 <= n <= 120 for n in hits.values()), hits
+        assert [e.pending for e in c.endpoints] == [0, 0, 0]
+        assert {e.state for e in c.statuses} >= {UP}
+        assert c.status == st.ConnectionStatus.CONNECTED
+    assert c.status == st.ConnectionStatus.DISCONNECTED
+
+
+def test_sigkill_one_fails_only_its_calls_then_it_comes_back(binding, server_process):
+    procs = three(server_process)
+    b = procs["b"]
+    endpoints = [(HOST, p.port) for p in procs.values()]
+    with binding.connect(None, endpoints=endpoints, timeout=20, retry_delay=0.2, backoff_max=1.0) as c:
+        assert binding.wait_until(lambda: all(e.state is UP for e in c.endpoints), timeout=10), c.endpoints
+        plain = binding.spawn(c.concurrent_sends, [("whoami", 1.5, {})] * 6)
+        again = binding.spawn(c.concurrent_sends, [("whoami", 1.5, {"idempotent": True})] * 6)
+        assert binding.wait_until(lambda: sum(e.pending for e in c.endpoints) == 12, timeout=10), c.endpoints
+        b.kill()
+        # in flight on b: ConnectionClosedError, or re-sent elsewhere once when idempotent
+        outcomes = plain.result(30)
+        failed = [v for kind, v in outcomes if kind == "err"]
+        assert failed and all(isinstance(v, st.ConnectionClosedError) for v in failed), outcomes
+        assert {v for kind, v in outcomes if kind == "ok"} <= {"a", "c"}, outcomes
+        assert len(failed) == 2, outcomes  # round robin put 2 of the 6 on b
+        outcomes = again.result(30)
+        assert all(kind == "ok" for kind, _ in outcomes), outcomes
+        assert collections.Counter(v for _, v in outcomes)["b"] == 0, outcomes
+        # once noticed: every call succeeds, on a and c only
+        assert binding.wait_until(lambda: states(c)[b.port] is DOWN, timeout=10), c.endpoints
+        hits = spread(c, 150)
+        assert set(hits) == {"a", "c"} and sum(hits.values()) == 150, hits
+        # back on the same port: traffic again within the backoff (capped at 1 s here)
+        b.start(b.port)
+        t0 = time.monotonic()
+        assert binding.wait_until(lambda: states(c)[b.port] is UP, timeout=10), c.endpoints
+        assert time.monotonic() - t0 < 5.0
+        hits = spread(c, 30)
+        assert hits["b"] == 10, hits
+
+
+def test_a_name_with_several_addresses_is_several_endpoints_re_resolved(binding, server_process):
+    port = free_port()
+    try:
+        procs = three(server_process, hosts=("127.0.0.1", "127.0.0.2", "127.0.0.3"), port=port)
+    except RuntimeError as exc:
+        pytest.skip(f"cannot serve on 127.0.0.2/127.0.0.3 here: {exc}")
+    answers = {"svc.test": ["127.0.0.1", "127.0.0.2", "127.0.0.3"]}
+    asked = []
+
+    def resolver(host, port):
+        asked.append(host)
+        if host not in answers:
+            raise socket.gaierror(f"{host} does not resolve here")
+        return list(answers[host])
+
+    with binding.connect(None, endpoints=[("svc.test", port)], resolver=resolver,
+                         resolve_interval=0.3, timeout=10) as c:
+        assert binding.wait_until(lambda: len(c.endpoints) == 3 and all(e.state is UP for e in c.endpoints),
+                                  timeout=10), c.endpoints
+        assert {e.name for e in c.endpoints} == {"svc.test"}
+        assert set(spread(c, 30).values()) == {10}
+        answers["svc.test"] = ["127.0.0.1", "127.0.0.3"]  # a pod went away
+        assert binding.wait_until(lambda: "127.0.0.2" not in states(c), timeout=10), c.endpoints
+        assert binding.wait_until(lambda: REMOVED in {e.state for e in c.statuses}, timeout=5), c.statuses
+        hits = spread(c, 30)
+        assert hits == {"a": 15, "c": 15}, hits
+        assert len(asked) >= 2
+    del procs
+
+
+def test_host_with_pool_options_is_resolved_too(binding, server):
+    with binding.connect(server.port, pool_size=3, timeout=10) as c:
+        assert binding.wait_until(lambda: c.endpoints and c.endpoints[0].connections == 3, timeout=10), c.endpoints
+        assert [(e.host, e.port, e.state) for e in c.endpoints] == [(HOST, server.port, UP)]
+        assert c.send("whoami", None) == "in-process"
+        assert list(c.stream("count", {"n": 3})) == [0, 1, 2]
+        c.emit("evt", "pooled")
+
+
+def test_least_pending_sends_to_the_idle_connection(binding, server):
+    with binding.connect(server.port, pool_size=2, balance="least_pending", timeout=10) as c:
+        assert binding.wait_until(lambda: c.endpoints[0].connections == 2, timeout=10), c.endpoints
+        slow = binding.spawn(c.send, "whoami", 1.0)
+        assert binding.wait_until(lambda: c.endpoints[0].pending == 1, timeout=5)
+        t0 = time.monotonic()
+        assert spread(c, 20) == {"in-process": 20}
+        assert time.monotonic() - t0 < 0.9  # none queued behind the slow call
+        assert slow.result(10) == "in-process"
+
+
+def test_old_connections_retire_after_their_calls(binding, server):
+    with binding.connect(server.port, max_connection_age=0.5, timeout=10) as c:
+        slow = binding.spawn(c.send, "whoami", 1.5)
+        assert binding.wait_until(lambda: c.endpoints[0].connections == 2, timeout=5), c.endpoints
+        assert c.send("echo", 1) == 1  # on the fresh connection
+        assert slow.result(10) == "in-process"
+        assert binding.wait_until(lambda: c.endpoints[0].connections == 1, timeout=5), c.endpoints
+        assert c.send("echo", 2) == 2
+
+
+def test_every_endpoint_down_is_an_error_naming_them(binding):
+    ports = [free_port(), free_port()]
+    with pytest.raises(st.ConnectionClosedError) as info:
+        with binding.connect(None, endpoints=[(HOST, p) for p in ports], connect_timeout=5):
+            pass
+    assert all(f"{HOST}:{p}" in str(info.value) for p in ports), info.value
+
+
+def test_host_and_endpoints_together_is_a_type_error(binding):
+    with pytest.raises(TypeError, match="endpoints"):
+        with binding.connect(3000, endpoints=[(HOST, 3000)]):
+            pass
+
+
+@pytest.mark.parametrize("bad", [[], [("h", "x")], "h:1"])
+def test_bad_endpoints_are_named(binding, bad):
+    with pytest.raises(ValueError, match="endpoints"):
+        with binding.connect(None, endpoints=bad):
+            pass
+
+
+def test_binding_under_test_is_named():
+    assert BINDING_NAME
