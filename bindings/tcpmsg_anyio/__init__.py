@@ -31,7 +31,7 @@ from sansio_tcpmsg import (
     UnserializableError,
 )
 
-from ._client import Client, connect
+from ._client import Client, PooledClient, connect
 from ._server import Server, run, serve
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Context",
     "Limits",
     "NoHandlerError",
+    "PooledClient",
     "RemoteError",
     "RequestTimeout",
     "Router",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -33,8 +34,9 @@ from sansio_tcpmsg import (
 from ._aio import ProtocolCarrier
 from ._link import Link, StreamCarrier, running_loop
 from ._link import Mailbox as _Mailbox
+from ._pool import PooledClient, pooled
 
-__all__ = ["Client", "connect"]
+__all__ = ["Client", "PooledClient", "connect"]
 
 logger = logging.getLogger("tcpmsg.client")
 
@@ -170,10 +172,15 @@ class Client:
     ``tls`` is a client ``ssl.SSLContext`` (``server_hostname`` defaults to ``host``).
     """
 
+    def __new__(cls, host: str | None = None, port: int | None = None, **options: Any) -> Any:
+        """One connection to ``host:port``, or a :class:`PooledClient` (see ``__init__``)."""
+        pool = pooled(cls, host, port, dict(options))
+        return super().__new__(cls) if pool is None else pool
+
     def __init__(
         self,
-        host: str = "localhost",
-        port: int = 3000,
+        host: str | None = None,
+        port: int | None = None,
         *,
         tls: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
@@ -184,9 +191,19 @@ class Client:
         limits: Limits | None = None,
         codec: Codec | None = None,
         on_status: Callable[[ConnectionStatus], None] | None = None,
+        endpoints: Sequence[tuple[str, int]] | None = None,
+        pool_size: int = 1,
+        max_connection_age: float | None = None,
+        resolve_interval: float | None = None,
+        balance: str = "round_robin",
+        backoff_max: float = 5.0,
+        resolver: Callable[[str, int], Sequence[str]] | None = None,
     ) -> None:
+        # The pool's options (endpoints ... resolver) made a PooledClient in __new__
+        # unless they are all at their defaults: one connection has no use for them.
+        host = host or "localhost"
         self.host = host
-        self.port = port
+        self.port = 3000 if port is None else port
         self.tls = tls
         self.server_hostname = server_hostname or host
         self.timeout = timeout
@@ -203,6 +220,7 @@ class Client:
         self._in_context = False
         self._closed = True
         self._connect_lock = anyio.Lock()
+        self._reconnects = True  # False in a pool: a lost connection is replaced, not reopened
 
     # -- status -----------------------------------------------------------------------
 
@@ -298,6 +316,8 @@ class Client:
             tg = self._tg
             if tg is None or self._closed:
                 raise ConnectionClosedError("the client is closed (use `async with connect(...)`)")
+            if link is not None and not self._reconnects:
+                raise ConnectionClosedError(f"connection to {self.host}:{self.port} closed")
             if link is not None:
                 self._set_status(ConnectionStatus.RECONNECTING)
             conn = ClientConnection(limits=self.limits, codec=self.codec)
@@ -312,6 +332,13 @@ class Client:
             logger.debug("connected to %s:%s", self.host, self.port)
             self._set_status(ConnectionStatus.CONNECTED)
             return link
+
+    def _join_pool(self, tg: TaskGroup, server_hostname: str) -> None:
+        """Run as one connection of a pool: in the pool's task group, never reopened
+        once lost (the pool opens a fresh one), closed without closing the group."""
+        self._tg, self._closed, self._in_context = tg, False, True
+        self._reconnects = False
+        self.server_hostname = server_hostname
 
     def _lost(self, link: _ClientLink) -> None:
         if link is self._link:
@@ -447,6 +474,10 @@ class Client:
             await self._exit_task_group(None, None, None)
 
 
+
+# What ``inspect.signature(connect)`` and the docs show: __init__'s options, not __new__'s.
+Client.__signature__ = inspect.signature(Client.__init__).replace(  # type: ignore[attr-defined]
+    parameters=list(inspect.signature(Client.__init__).parameters.values())[1:])
 
 connect = Client
 """``connect(host, port, ...)``: a :class:`Client`; ``async with`` it to connect and close."""
