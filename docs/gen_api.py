@@ -26,10 +26,12 @@ OUT = ROOT / "docs" / "api.md"
 MODULES = [
     ("sansio_tcpmsg", "The Sans-IO core: connections, events, routing, framing, errors."),
     ("sansio_tcpmsg.balancing", "Many endpoints, pools and failover: the decisions a pooled client carries out."),
+    ("sansio_tcpmsg.health", "The built-in health route: what a balancer's check sends and what it gets back."),
     ("sansio_tcpmsg.testing", "In-memory testing: no sockets, no threads, a fake clock."),
     ("tcpmsg_threads", "Blocking client and server for plain threads (standard library only)."),
     ("tcpmsg_gevent", "Client and server for gevent (extra `[gevent]`)."),
     ("tcpmsg_anyio", "Async client and server over anyio, for asyncio and trio (extras `[anyio]`, `[trio]`)."),
+    ("tcpmsg.workers", "Several worker processes serving one port (`tcpmsg serve --workers N`)."),
 ]
 
 CORE_MODULES = ("sansio_tcpmsg", "sansio_tcpmsg.testing")

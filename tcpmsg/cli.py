@@ -7,6 +7,8 @@ Standard library only; the client commands and the demo use the threads binding,
     tcpmsg stream 127.0.0.1:3000 count 3              # prints 0, 1, 2 on their own lines
     tcpmsg emit 3000 user.created '{"id":1}'
     tcpmsg serve myapp.service:router --port 3000
+    tcpmsg serve myapp.service:router --port 3000 --workers 4 --proxy-protocol
+    tcpmsg ping 127.0.0.1:3000                          # health probe: exit 0 if it answers
     tcpmsg demo
 
 Exit status: 0 success, 1 the server answered with an error (its ``err`` as JSON on
@@ -33,12 +35,15 @@ from typing import Any, NoReturn
 
 from sansio_tcpmsg import (
     ConnectionClosedError,
+    Keepalive,
     Limits,
     LocalProtocolError,
+    NoHandlerError,
     RemoteError,
     Router,
     TcpMsgError,
 )
+from sansio_tcpmsg.health import HEALTH_ROUTE
 
 from .output import dumps, say
 
@@ -114,6 +119,39 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
     return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be zero or a positive number of seconds: {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _keepalive(text: str) -> Keepalive | bool:
+    """``on``, ``off``, or ``IDLE,INTERVAL,COUNT`` in seconds and probes."""
+    if text in ("on", "off"):
+        return text == "on"
+    try:
+        idle, interval, count = (int(part) for part in text.split(","))
+        return Keepalive(idle, interval, count)
+    except (ValueError, LocalProtocolError):
+        raise argparse.ArgumentTypeError(
+            f"expected on, off or IDLE,INTERVAL,COUNT (positive whole numbers), e.g. 60,10,6: {text!r}"
+        ) from None
 
 
 def _port(text: str) -> int:
@@ -207,8 +245,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connections", type=int, default=None, metavar="N", help="close connections over this many")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="logging level on stderr (default: INFO)")
+    group = p.add_argument_group("deployment")
+    group.add_argument("--workers", type=_count, default=1, metavar="N",
+                       help="run N worker processes sharing the port (SO_REUSEPORT); a worker that dies is "
+                       "restarted, SIGTERM/SIGINT drain them all (default: 1, no worker process)")
+    group.add_argument("--reuse-port", action="store_true",
+                       help="set SO_REUSEPORT so that other processes may listen on the same port")
+    group.add_argument("--proxy-protocol", action="store_true",
+                       help="every connection begins with a PROXY protocol header (v1 or v2) from a balancer; "
+                       "handlers see the original client's address; connections without one are refused")
+    group.add_argument("--keepalive", type=_keepalive, default=True, metavar="on|off|IDLE,INTERVAL,COUNT",
+                       help="TCP keepalive on accepted connections (default: on, 60,10,6)")
+    group.add_argument("--grace", type=_seconds, default=5.0, metavar="SECONDS",
+                       help="on SIGTERM/SIGINT, how long in-flight requests may take to finish (default: 5)")
+    group.add_argument("--drain-delay", type=_seconds, default=0.0, metavar="SECONDS",
+                       help="on SIGTERM/SIGINT, first answer health checks with 'draining' for this long while "
+                       "serving as usual, so a balancer stops sending (default: 0)")
     _add_tls(p, server=True)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("ping", help="health probe: exit 0 if a server answers a request",
+                       description=f"Send a health request ({HEALTH_ROUTE!r}) and wait for the answer. Exit 0 when "
+                       "a server answers (ours say 'serving'; a NestJS server answers that it has no such handler, "
+                       "which proves it alive too), 1 when it answers that it is draining, 3 when it cannot be "
+                       "reached, 4 on timeout. For Kubernetes exec probes and scripts.")
+    p.add_argument("address", metavar="[HOST:]PORT", help="where the service listens (host defaults to localhost)")
+    p.add_argument("--timeout", type=_positive_float, default=5.0, metavar="SECONDS",
+                   help="give up after this long, connecting included (default: 5)")
+    _add_tls(p, server=False)
+    p.set_defaults(func=cmd_ping)
 
     p = sub.add_parser("demo", help="serve a built-in example service and call it, showing the frames",
                        description="Serve a small example service on a free loopback port and send it real "
@@ -340,6 +405,17 @@ def cmd_emit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ping(args: argparse.Namespace) -> int:
+    args.connect_timeout = args.timeout
+    with _client(args, args.timeout) as client, _calling(args):
+        try:
+            value = client.send(HEALTH_ROUTE, None)
+        except NoHandlerError:
+            value = "alive (no health route: not a sansio-tcpmsg server)"
+    say(value if isinstance(value, str) else dumps(value))
+    return EXIT_OK
+
+
 class RemoteFailure(Exception):
     """The server answered with ``err``; printed as JSON on stderr, exit status 1."""
 
@@ -431,11 +507,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.workers > 1:
+        from .workers import run_workers
+
+        load_router(args.target)  # a bad target fails here, once, rather than in every worker
+        server_tls(args)
+        try:
+            return run_workers(args.target, args.workers, host=args.host, port=args.port, binding=args.binding,
+                               grace=args.grace, drain_delay=args.drain_delay, serve_args=_worker_args(args))
+        except (RuntimeError, OSError) as exc:
+            raise CliError(f"cannot serve on {_host_port(args.host, args.port)}: {exc}", EXIT_CONNECTION) from None
     router = load_router(args.target)
     tls = server_tls(args)
     limits = Limits(max_connections=args.max_connections) if args.max_connections else None
     binding = _import_binding(args.binding)
-    kwargs: dict[str, Any] = {"tls": tls, "limits": limits}
+    kwargs: dict[str, Any] = {
+        "tls": tls, "limits": limits, "grace": args.grace, "drain_delay": args.drain_delay,
+        "proxy_protocol": args.proxy_protocol, "reuse_port": args.reuse_port, "keepalive": args.keepalive,
+    }
     try:
         if args.binding == "threads":
             _serve_threads(binding, router, args, kwargs)
@@ -450,6 +539,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(f"cannot serve on {_host_port(args.host, args.port)}: {_oserror_text(exc)}", EXIT_CONNECTION) from None
     log.info("stopped")
     return EXIT_OK
+
+
+def _worker_args(args: argparse.Namespace) -> list[str]:
+    """The options every worker of ``--workers`` is started with, besides the shared ones."""
+    out = ["--log-level", args.log_level]
+    if args.max_connections:
+        out += ["--max-connections", str(args.max_connections)]
+    if args.proxy_protocol:
+        out.append("--proxy-protocol")
+    keepalive = args.keepalive
+    if keepalive is not True:
+        out += ["--keepalive", "off" if keepalive is False else f"{keepalive.idle},{keepalive.interval},{keepalive.count}"]
+    for option in ("tls_cert", "tls_key", "tls_ca"):
+        if getattr(args, option):
+            out += [f"--{option.replace('_', '-')}", os.path.abspath(getattr(args, option))]
+    if args.insecure:
+        out.append("--insecure")
+    return out
 
 
 def _serve_threads(binding: Any, router: Router, args: argparse.Namespace, kwargs: dict[str, Any]) -> None:

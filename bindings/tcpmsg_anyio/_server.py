@@ -15,6 +15,7 @@ from typing import Any, ParamSpec
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup
 from anyio.streams.tls import TLSStream
+from tcpmsg_sockopts import apply_options, keepalive_options
 
 from sansio_tcpmsg import (
     Codec,
@@ -23,6 +24,7 @@ from sansio_tcpmsg import (
     Event,
     EventReceived,
     Handler,
+    Keepalive,
     Limits,
     PacketDropped,
     ProtocolErrorOccurred,
@@ -95,6 +97,15 @@ class Server:
     leaving closes gracefully. ``tls`` is a server ``ssl.SSLContext`` (mutual TLS when it
     requires client certificates); ``max_workers`` bounds the threads running
     plain-function handlers.
+
+    ``proxy_protocol=True``: every connection must begin with a PROXY protocol header
+    (v1 or v2; read before the TLS handshake), and handlers see the original client as
+    ``ctx.peer``. ``reuse_port=True`` sets ``SO_REUSEPORT`` so that several processes
+    can listen on one port. ``keepalive`` (on by default) sets TCP keepalive on every
+    accepted connection (a :class:`~sansio_tcpmsg.Keepalive` for other timings, False
+    for none). On :meth:`aclose` the server first answers health checks with "draining"
+    for ``drain_delay`` seconds while serving as usual, so a balancer stops sending it
+    connections before they close.
     """
 
     def __init__(
@@ -108,6 +119,10 @@ class Server:
         codec: Codec | None = None,
         grace: float = 5.0,
         max_workers: int = 64,
+        proxy_protocol: bool = False,
+        reuse_port: bool = False,
+        keepalive: Keepalive | bool = True,
+        drain_delay: float = 0.0,
     ) -> None:
         self.router = router
         self.host = host
@@ -116,6 +131,12 @@ class Server:
         self.limits = limits or Limits()
         self.codec = codec
         self.grace = grace
+        self.proxy_protocol = proxy_protocol
+        self.reuse_port = reuse_port
+        self.drain_delay = drain_delay
+        #: True once :meth:`aclose` began: health checks are answered with "draining".
+        self.draining = False
+        self._conn_options = keepalive_options(keepalive)
         self._limiter = anyio.CapacityLimiter(max_workers)
         self._tg: TaskGroup | None = None
         self._listener: anyio.abc.Listener[SocketStream] | None = None
@@ -136,11 +157,15 @@ class Server:
     # -- starting and stopping --------------------------------------------------------
 
     async def __aenter__(self) -> Server:
-        listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+        listener = await anyio.create_tcp_listener(
+            local_host=self.host, local_port=self.port, reuse_port=self.reuse_port
+        )
         self._listener = listener
         self.port = listener.extra(SocketAttribute.local_port)
         loop = self._loop = running_loop()
-        if loop is not None:  # asyncio: the listening sockets go to the loop's own server
+        # asyncio: the listening sockets go to the loop's own server, unless a PROXY
+        # header must be read before the TLS handshake (the loop's TLS starts at once).
+        if loop is not None and not (self.tls and self.proxy_protocol):
             self._listener = None
             tls: dict[str, Any] = {}
             if self.tls is not None:
@@ -158,7 +183,7 @@ class Server:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        if loop is None:
+        if self._listener is not None:
             tg.start_soon(self._accept_all, listener.listeners)
         logger.info("listening on %s:%s", self.host, self.port)
         return self
@@ -190,9 +215,15 @@ class Server:
     async def aclose(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish within ``grace`` seconds
         (default: the server's), then close every connection and wait for them."""
-        if self._closing:
+        if self._closing or self.draining:
             await self._stopped.wait()
             return
+        self.draining = True
+        for link in self._links:
+            link.conn.draining = True
+        if self.drain_delay > 0:
+            logger.info("draining: failing health checks for %g s before closing", self.drain_delay)
+            await anyio.sleep(self.drain_delay)
         self._closing = True
         try:
             if self._accepting is not None:
@@ -202,8 +233,11 @@ class Server:
                     await self._listener.aclose()
             for aio_server in self._aio_servers:
                 aio_server.close()
+            for link in list(self._links):  # each closes once its last call is answered
+                link.conn.close_when_idle()
+                link.pump()
             with anyio.move_on_after(self.grace if grace is None else grace):
-                while any(link.conn.in_flight for link in self._links):
+                while self._active:
                     await self._changed.wait()
             for link in list(self._links):
                 link.conn.close()
@@ -254,21 +288,38 @@ class Server:
             carrier.transport.close()
             return
         self._active += 1
+        self._set_options(carrier.transport.get_extra_info("socket"))
         peer = carrier.transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             peer = tuple(peer[:2])
-        conn = ServerConnection(self.router, peer=peer, limits=self.limits, codec=self.codec)
-        link = _ServerLink(conn, self, self._loop)
+        link = _ServerLink(self._connection(peer), self, self._loop)
         carrier.attach(link)
         self._tg.start_soon(self._serve_link, link)
 
+    def _connection(self, peer: Any) -> ServerConnection:
+        conn = ServerConnection(
+            self.router, peer=peer, limits=self.limits, codec=self.codec, proxy_protocol=self.proxy_protocol
+        )
+        conn.draining = self.draining
+        return conn
+
+    def _set_options(self, sock: Any) -> None:
+        try:
+            apply_options(sock, self._conn_options)
+        except OSError as exc:  # the peer may already be gone
+            logger.info("cannot set socket options: %s", exc)
+
     async def _serve_stream(self, sock: SocketStream) -> None:
-        peer = sock.extra(SocketAttribute.remote_address)
+        self._set_options(sock.extra(SocketAttribute.raw_socket))
+        conn = self._connection(sock.extra(SocketAttribute.remote_address))
+        peer = conn.peer
         stream: ByteStream = sock
         try:
             if self.tls is not None:
                 try:
                     with anyio.fail_after(_HANDSHAKE_TIMEOUT):
+                        if conn.proxy_bytes_needed:
+                            await _read_proxy_header(sock, conn)
                         stream = await TLSStream.wrap(
                             sock, server_side=True, ssl_context=self.tls, standard_compatible=False
                         )
@@ -282,8 +333,7 @@ class Server:
             await close_stream(sock)
             self._active -= 1
             raise
-        conn = ServerConnection(self.router, peer=peer, limits=self.limits, codec=self.codec)
-        link = _ServerLink(conn, self, None)
+        link = _ServerLink(conn, self, self._loop)  # the loop: asyncio with TLS after a PROXY header
         StreamCarrier(link, stream)
         await self._serve_link(link)
 
@@ -395,6 +445,21 @@ class Server:
 
 def _discard(item: Any) -> None:
     pass
+
+
+async def _read_proxy_header(sock: SocketStream, conn: ServerConnection) -> None:
+    """Read the PROXY header, never past it: the TLS handshake that follows must find
+    its first byte on the stream."""
+    while conn.proxy_bytes_needed:
+        try:
+            data = await sock.receive(conn.proxy_bytes_needed)
+        except anyio.EndOfStream:
+            conn.receive_eof()
+        else:
+            conn.receive_data(data, anyio.current_time())
+    if conn.closed:
+        error = next((e.error for e in conn.events_received() if isinstance(e, ProtocolErrorOccurred)), None)
+        raise OSError(f"no valid PROXY protocol header ({error})")
 
 
 @asynccontextmanager

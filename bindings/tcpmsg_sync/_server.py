@@ -10,10 +10,13 @@ from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any, ClassVar, ParamSpec
 
+from tcpmsg_sockopts import apply_options, keepalive_options, listen_options
+
 from sansio_tcpmsg import (
     Codec,
     Event,
     EventReceived,
+    Keepalive,
     Limits,
     PacketDropped,
     ProtocolErrorOccurred,
@@ -42,7 +45,9 @@ class _Peer:
     def __init__(self, server: Server, sock: Any, addr: Any) -> None:
         self.server, self.sock, self.addr = server, sock, addr
         b = self.b = server.backend
-        self.conn = ServerConnection(server.router, peer=addr, limits=server.limits, codec=server.codec)
+        self.conn = ServerConnection(server.router, peer=addr, limits=server.limits, codec=server.codec,
+                                     proxy_protocol=server.proxy_protocol)
+        self.conn.draining = server.draining
         self.lock = b.lock()
         self.pending: list[bytes] = []  # bytes waiting for the current writer
         self.writing = False
@@ -145,6 +150,8 @@ class _Peer:
         tls = self.server.tls
         try:
             if tls is not None:
+                if self.conn.proxy_bytes_needed:
+                    self._read_proxy_header()
                 layer = TlsLayer(tls, server_side=True)
                 layer.handshake(self.sock, _HANDSHAKE_TIMEOUT)
                 self.tls = layer
@@ -168,6 +175,21 @@ class _Peer:
             self.sock.close()
             log.info("connection closed: %s", self.addr)
             self.server._forget(self)
+
+    def _read_proxy_header(self) -> None:
+        """Read the PROXY header off the raw socket, never past it: the TLS handshake
+        that follows must find its first byte there."""
+        conn, sock = self.conn, self.sock
+        sock.settimeout(_HANDSHAKE_TIMEOUT)
+        while conn.proxy_bytes_needed:
+            data = sock.recv(conn.proxy_bytes_needed)
+            if data:
+                self.core(conn.receive_data, data, self.b.monotonic())
+            else:
+                self.core(conn.receive_eof)
+        if conn.closed:  # the core said why (logged as a protocol error)
+            raise OSError("no valid PROXY protocol header")
+        sock.settimeout(None)
 
     def _wait_written(self) -> None:
         """Wait (at most ``_FLUSH_TIMEOUT``) until no write is in progress."""
@@ -251,6 +273,15 @@ class Server:
     ``tcpmsg_threads.serve`` and ``tcpmsg_gevent.serve`` are its subclasses, each with
     its backend.
     Requests run on a pool of ``max_workers`` threads (threads) or a greenlet each (gevent).
+
+    ``proxy_protocol=True``: every connection must begin with a PROXY protocol header
+    (v1 or v2; read before the TLS handshake), and handlers see the original client as
+    ``ctx.peer``. ``reuse_port=True`` sets ``SO_REUSEPORT`` so that several processes
+    can listen on one port. ``keepalive`` (on by default) sets TCP keepalive on every
+    accepted connection (a :class:`~sansio_tcpmsg.Keepalive` for other timings, False
+    for none). On :meth:`close` the server first answers health checks with "draining"
+    for ``drain_delay`` seconds while serving as usual, so a balancer stops sending it
+    connections before they close.
     """
 
     #: The primitives (sockets, locks, tasks) this server runs on.
@@ -267,10 +298,18 @@ class Server:
         codec: Codec | None = None,
         grace: float = 5.0,
         max_workers: int = 64,
+        proxy_protocol: bool = False,
+        reuse_port: bool = False,
+        keepalive: Keepalive | bool = True,
+        drain_delay: float = 0.0,
     ) -> None:
         self.router, self.host, self.port = router, host, port
         self.tls, self.limits, self.codec = tls, limits or Limits(), codec
         self.grace, self.max_workers = grace, max_workers
+        self.proxy_protocol, self.reuse_port, self.drain_delay = proxy_protocol, reuse_port, drain_delay
+        #: True once :meth:`close` began: health checks are answered with "draining".
+        self.draining = False
+        self._conn_options = keepalive_options(keepalive)
         backend = self.backend
         self._lock = backend.lock()
         self._peers: set[_Peer] = set()
@@ -292,7 +331,7 @@ class Server:
         """Bind and start serving in the background (done by ``with``)."""
         if self._started:
             return
-        self._listener = self.backend.listen(self.host, self.port)
+        self._listener = self.backend.listen(self.host, self.port, listen_options(self.reuse_port))
         self.port = self._listener.getsockname()[1]
         self._started = True
         self._acceptor = self.backend.spawn(self._accept_loop)
@@ -320,6 +359,10 @@ class Server:
                 b.sleep(0.1)
                 continue
             sock.settimeout(None)
+            try:
+                apply_options(sock, self._conn_options)
+            except OSError as exc:  # the peer may already be gone
+                log.info("cannot set socket options for %s: %s", addr, exc)
             cap = self.limits.max_connections
             with self._lock:
                 full = self._closing or (cap is not None and len(self._peers) >= cap)
@@ -341,10 +384,18 @@ class Server:
         every connection; nothing is left running afterwards."""
         b = self.backend
         with self._lock:
-            if self._closing or not self._started:
+            if self._closing or self.draining or not self._started:
                 self._closing = True
                 self._closed.set()
                 return
+            self.draining = True
+            peers = list(self._peers)
+        for peer in peers:
+            peer.conn.draining = True
+        if self.drain_delay > 0:
+            log.info("draining: failing health checks for %g s before closing", self.drain_delay)
+            b.sleep(self.drain_delay)
+        with self._lock:
             self._closing = True
         try:
             self._listener.shutdown(socket.SHUT_RDWR)
@@ -354,11 +405,14 @@ class Server:
             self._acceptor.join(2.0)
         self._listener.close()
         deadline = b.monotonic() + (self.grace if grace is None else grace)
+        with self._lock:
+            peers = list(self._peers)
+        for peer in peers:  # each closes once its last call is answered
+            peer.core(peer.conn.close_when_idle)
         while b.monotonic() < deadline:
             with self._lock:
-                peers = list(self._peers)
-            if not any(p.conn.in_flight for p in peers):
-                break
+                if not self._peers:
+                    break
             b.sleep(0.01)
         with self._lock:
             peers = list(self._peers)

@@ -8,9 +8,10 @@ protocol lives here.
 from __future__ import annotations
 
 import queue
-import socket
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from tcpmsg_sockopts import SocketOption, apply_options
 
 __all__ = ["Backend", "Empty", "EventLike", "LockLike", "Pool", "QueueLike", "Task", "addresses",
            "listen_on"]
@@ -65,8 +66,8 @@ class Backend(Protocol):
     def connect(self, host: str, port: int, timeout: float | None) -> Any:
         """A connected socket in blocking mode (TLS, if any, is ``tcpmsg_sync._tls``'s)."""
 
-    def listen(self, host: str, port: int) -> Any:
-        """A listening socket."""
+    def listen(self, host: str, port: int, options: list[SocketOption]) -> Any:
+        """A listening socket, with ``options`` set before it binds."""
 
     def wait_readable(self, sock: Any, timeout: float | None) -> bool:
         """Wait until ``sock`` can be read (or accepted) without blocking; False on timeout."""
@@ -105,9 +106,9 @@ def addresses(infos: list[Any]) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def listen_on(sock: Any, host: str, port: int) -> Any:
-    """Bind ``sock`` to ``(host, port)`` and listen, as every backend does."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def listen_on(sock: Any, host: str, port: int, options: list[SocketOption]) -> Any:
+    """Set ``options``, bind ``sock`` to ``(host, port)`` and listen, as every backend does."""
+    apply_options(sock, options)
     sock.bind((host, port))
     sock.listen(128)
     return sock

@@ -12,6 +12,7 @@ import gevent.event  # type: ignore[import-untyped, unused-ignore]
 import gevent.lock  # type: ignore[import-untyped, unused-ignore]
 import gevent.queue  # type: ignore[import-untyped, unused-ignore]
 import gevent.socket  # type: ignore[import-untyped, unused-ignore]
+from tcpmsg_sockopts import SocketOption
 
 from .base import addresses, listen_on
 
@@ -59,10 +60,10 @@ class GeventBackend:
         sock.settimeout(None)
         return sock
 
-    def listen(self, host: str, port: int) -> Any:
+    def listen(self, host: str, port: int, options: list[SocketOption]) -> Any:
         """A listening gevent socket."""
         info = _stdsocket.getaddrinfo(host, port, type=_stdsocket.SOCK_STREAM)[0]
-        return listen_on(gevent.socket.socket(info[0], _stdsocket.SOCK_STREAM), host, port)
+        return listen_on(gevent.socket.socket(info[0], _stdsocket.SOCK_STREAM), host, port, options)
 
     def wait_readable(self, sock: Any, timeout: float | None) -> bool:
         """Wait cooperatively until ``sock`` is readable; False on timeout."""

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tcpmsg_sockopts import SocketOption
+
 from .base import addresses, listen_on
 
 __all__ = ["ThreadBackend"]
@@ -72,10 +74,10 @@ class ThreadBackend:
         sock.settimeout(None)
         return sock
 
-    def listen(self, host: str, port: int) -> socket.socket:
+    def listen(self, host: str, port: int, options: list[SocketOption]) -> socket.socket:
         """A listening socket."""
         info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        return listen_on(socket.socket(info[0], socket.SOCK_STREAM), host, port)  # type: ignore[no-any-return]
+        return listen_on(socket.socket(info[0], socket.SOCK_STREAM), host, port, options)  # type: ignore[no-any-return]
 
     def wait_readable(self, sock: socket.socket, timeout: float | None) -> bool:
         """Poll ``sock`` for reading; False on timeout."""
