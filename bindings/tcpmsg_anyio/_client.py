@@ -12,7 +12,8 @@ from types import TracebackType
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import SocketAttribute, TaskGroup
+from tcpmsg_sockopts import Keepalive, apply_options, keepalive_options
 
 from sansio_tcpmsg import (
     ClientConnection,
@@ -198,6 +199,7 @@ class Client:
         balance: str = "round_robin",
         backoff_max: float = 5.0,
         resolver: Callable[[str, int], Sequence[str]] | None = None,
+        keepalive: Keepalive | bool | None = True,
     ) -> None:
         # The pool's options (endpoints ... resolver) made a PooledClient in __new__
         # unless they are all at their defaults: one connection has no use for them.
@@ -213,6 +215,8 @@ class Client:
         self.limits = limits
         self.codec = codec
         self.on_status = on_status
+        self.keepalive = keepalive
+        self._sockopts = keepalive_options(keepalive)
         self._status = ConnectionStatus.DISCONNECTED
         self._listeners: set[_Mailbox] = set()
         self._link: _ClientLink | None = None
@@ -283,18 +287,20 @@ class Client:
                         tls: dict[str, Any] = {}
                         if self.tls is not None:
                             tls = {"ssl": self.tls, "server_hostname": self.server_hostname}
-                        await loop.create_connection(carrier, self.host, self.port, **tls)
+                        transport, _ = await loop.create_connection(carrier, self.host, self.port, **tls)
+                        apply_options(transport.get_extra_info("socket"), self._sockopts)
                         return
                     if self.tls is None:
-                        StreamCarrier(link, await anyio.connect_tcp(self.host, self.port))
-                        return
-                    stream = await anyio.connect_tcp(
-                        self.host,
-                        self.port,
-                        ssl_context=self.tls,
-                        tls_hostname=self.server_hostname,
-                        tls_standard_compatible=False,
-                    )
+                        stream: Any = await anyio.connect_tcp(self.host, self.port)
+                    else:
+                        stream = await anyio.connect_tcp(
+                            self.host,
+                            self.port,
+                            ssl_context=self.tls,
+                            tls_hostname=self.server_hostname,
+                            tls_standard_compatible=False,
+                        )
+                    apply_options(stream.extra(SocketAttribute.raw_socket), self._sockopts)
                     StreamCarrier(link, stream)
                     return
             except OSError as exc:  # TimeoutError and ssl.SSLError are OSErrors too

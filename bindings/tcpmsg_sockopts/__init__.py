@@ -25,6 +25,8 @@ def keepalive_options(keepalive: Keepalive | bool | None = True) -> list[SocketO
     ``False``/None turns keepalive off. Knobs the platform lacks are left out."""
     if keepalive is True:
         keepalive = Keepalive()
+    elif not isinstance(keepalive, (Keepalive, bool, type(None))):
+        raise TypeError(f"keepalive must be a Keepalive, True, False or None, not {keepalive!r}")
     if not keepalive:
         return [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)]
     options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]

@@ -9,6 +9,8 @@ import ssl
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
+from tcpmsg_sockopts import Keepalive, apply_options, keepalive_options
+
 from sansio_tcpmsg import (
     ClientConnection,
     Codec,
@@ -114,6 +116,7 @@ class Client:
         balance: str = "round_robin",
         backoff_max: float = 5.0,
         resolver: Callable[[str, int], Sequence[str]] | None = None,
+        keepalive: Keepalive | bool | None = True,
     ) -> None:
         # The pool's options (endpoints ... resolver) made a PooledClient in __new__
         # unless they are all at their defaults: one connection has no use for them.
@@ -122,6 +125,8 @@ class Client:
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.retries, self.retry_delay = retries, retry_delay
         self.limits, self.codec, self.on_status = limits, codec, on_status
+        self.keepalive = keepalive
+        self._sockopts = keepalive_options(keepalive)
         backend = self._b = self.backend
         self._lock = backend.lock()  # around every core call
         self._connect_lock = backend.lock()
@@ -191,6 +196,7 @@ class Client:
             for attempt in range(self.retries + 1):
                 try:
                     sock = self._b.connect(self.host, self.port, self.connect_timeout)
+                    apply_options(sock, self._sockopts)
                     tls = self._start_tls(sock)
                     break
                 except OSError as exc:
