@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -63,7 +64,8 @@ class ServerConnection(Connection):
         #: True once the server is shutting down: health requests are answered with an error.
         self.draining = False
         self._proxy = ProxyHeaderReader() if proxy_protocol else None
-        self._close_when_idle = False
+        self._idle_quiet: float | None = None  # set by close_when_idle
+        self._last_received = -math.inf
         self._in_flight: dict[int, Any] = {}  # our request id -> the client's id
         self._next_id = 0
 
@@ -83,6 +85,7 @@ class ServerConnection(Connection):
 
     def receive_data(self, data: bytes, now: float) -> None:
         """Feed bytes read from the socket (the PROXY header first, when expected)."""
+        self._last_received = now
         if self._proxy is not None and not self.closed:
             try:
                 done = self._proxy.feed(data)
@@ -108,11 +111,32 @@ class ServerConnection(Connection):
             return
         super().receive_eof()
 
-    def close_when_idle(self) -> None:
-        """Close as soon as no request waits for its reply (now, if none does): how a
-        draining server lets each connection finish its calls and go."""
-        self._close_when_idle = True
-        if not self._in_flight:
+    def close_when_idle(self, now: float, quiet: float = 1.0) -> None:
+        """Close when the client is least likely to be writing: right after a final reply
+        leaves no request in flight, or once nothing has arrived for ``quiet`` seconds
+        (at once, if nothing has). How a draining server lets each connection finish its
+        calls and go; requests that arrive meanwhile are served.
+
+        A NestJS client fails the calls it wrote before it saw the close, so closing an
+        idle connection blindly races with its next call; just after a reply, a client
+        that waits for its replies is not writing.
+        """
+        self._idle_quiet = quiet
+        if not self._in_flight and now >= self._last_received + quiet:
+            self.close()
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` must be called next, or None."""
+        frame = super().get_timer()
+        if self._idle_quiet is None or self._in_flight or self.closed:
+            return frame
+        quiet = self._last_received + self._idle_quiet
+        return quiet if frame is None else min(frame, quiet)
+
+    def handle_timer(self, now: float) -> None:
+        """Expire a silent peer; close a draining connection that has gone quiet."""
+        super().handle_timer(now)
+        if self._idle_quiet is not None and not self._in_flight and now >= self._last_received + self._idle_quiet:
             self.close()
 
     def _handle_packet(self, obj: Any) -> None:
@@ -147,7 +171,7 @@ class ServerConnection(Connection):
         self._queue(write(in_flight[request_id], value))  # raises UnserializableError first
         if final:
             del in_flight[request_id]
-            if self._close_when_idle and not in_flight:
+            if self._idle_quiet is not None and not in_flight:
                 self.close()
 
     def respond(self, request_id: int, value: Any) -> None:

@@ -233,8 +233,8 @@ class Server:
                     await self._listener.aclose()
             for aio_server in self._aio_servers:
                 aio_server.close()
-            for link in list(self._links):  # each closes once its last call is answered
-                link.conn.close_when_idle()
+            for link in list(self._links):  # each closes after its last reply, or once quiet
+                link.conn.close_when_idle(link.time())
                 link.pump()
             with anyio.move_on_after(self.grace if grace is None else grace):
                 while self._active:

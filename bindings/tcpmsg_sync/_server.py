@@ -407,12 +407,18 @@ class Server:
         deadline = b.monotonic() + (self.grace if grace is None else grace)
         with self._lock:
             peers = list(self._peers)
-        for peer in peers:  # each closes once its last call is answered
-            peer.core(peer.conn.close_when_idle)
+        for peer in peers:  # each closes after its last reply, or once quiet
+            peer.core(peer.conn.close_when_idle, b.monotonic())
         while b.monotonic() < deadline:
             with self._lock:
-                if not self._peers:
-                    break
+                peers = list(self._peers)
+            if not peers:
+                break
+            now = b.monotonic()
+            for peer in peers:  # readers blocked in recv() do not watch the new timers
+                timer = peer.conn.get_timer()
+                if timer is not None and now >= timer:
+                    peer.core(peer.conn.handle_timer, now)
             b.sleep(0.01)
         with self._lock:
             peers = list(self._peers)

@@ -65,22 +65,49 @@ def test_close_when_idle_waits_for_the_last_reply() -> None:
                       + encode_frame('{"pattern":"work","data":2,"id":"b"}'), 0.0)
     first, second = conn.events_received()
     assert isinstance(first, RequestReceived) and isinstance(second, RequestReceived)
-    conn.close_when_idle()
-    assert not conn.closed
+    conn.close_when_idle(10.0)
+    assert not conn.closed and conn.get_timer() is None  # calls in flight: no quiet timer
     conn.respond(first.request_id, 1)
     assert not conn.closed
-    conn.receive_data(encode_frame('{"pattern":"work","data":3,"id":"c"}'), 0.0)
+    conn.receive_data(encode_frame('{"pattern":"work","data":3,"id":"c"}'), 10.5)
     [third] = conn.events_received()  # still read: it is answered before the close
     conn.respond(second.request_id, 2)
     assert not conn.closed
     conn.respond(third.request_id, 3)
-    assert conn.closed
+    assert conn.closed  # right after the last reply: the client is reading, not writing
     [closed] = conn.events_received()
     assert isinstance(closed, ConnectionClosed) and closed.error is None
     assert len(FrameDecoder().feed(conn.data_to_send())) == 3  # every reply is still written
+    assert conn.get_timer() is None
 
 
-def test_close_when_idle_on_an_idle_connection_closes_now() -> None:
+def test_close_when_idle_on_a_long_silent_connection_closes_now() -> None:
+    never = ServerConnection(make_router())
+    never.close_when_idle(0.0)
+    assert never.closed
+    silent = ServerConnection(make_router())
+    silent.receive_data(encode_frame('{"pattern":"tcpmsg.health","data":1}'), 1.0)
+    silent.close_when_idle(2.5, quiet=1.0)
+    assert silent.closed
+
+
+def test_a_recently_active_connection_waits_until_it_goes_quiet() -> None:
     conn = ServerConnection(make_router())
-    conn.close_when_idle()
+    conn.receive_data(encode_frame('{"pattern":"tcpmsg.health","data":1}'), 5.0)
+    conn.close_when_idle(5.2, quiet=1.0)
+    assert not conn.closed and conn.get_timer() == 6.0
+    conn.receive_data(b"1", 5.8)  # half a frame: the silent-peer deadline is later
+    assert conn.get_timer() == 6.8
+    conn.handle_timer(6.0)  # woken early (the timer moved): not yet
+    assert not conn.closed
+    conn.handle_timer(6.8)
     assert conn.closed
+
+
+def test_the_quiet_timer_does_not_hide_the_frame_timer() -> None:
+    from sansio_tcpmsg import Limits
+
+    conn = ServerConnection(make_router(), limits=Limits(incomplete_frame_timeout=0.5))
+    conn.receive_data(b"12#", 1.0)
+    conn.close_when_idle(1.1, quiet=5.0)
+    assert conn.get_timer() == 1.5
