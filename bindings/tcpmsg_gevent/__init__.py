@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import tcpmsg_sync
 from tcpmsg_sync import PooledClient
-from tcpmsg_sync._backends.gevent import GeventBackend
+from tcpmsg_sync._backends.gevent import GeventBackend, GreenFuture
 
-__all__ = ["Client", "PooledClient", "GeventBackend", "Server", "connect", "run", "serve"]
+__all__ = ["Client", "PooledClient", "GeventBackend", "GreenFuture", "Server", "connect", "run",
+           "serve"]
 
 
 class Client(tcpmsg_sync.Client):

@@ -6,8 +6,9 @@ import inspect
 import logging
 import socket
 import ssl
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Protocol
 
 from tcpmsg_sockopts import Keepalive, apply_options, keepalive_options
 
@@ -28,7 +29,7 @@ from sansio_tcpmsg import (
     StreamItemReceived,
 )
 
-from ._backends.base import Backend, Empty, QueueLike, Task
+from ._backends.base import Backend, Empty, FutureLike, QueueLike, Task
 from ._pool import DEFAULT, pooled
 from ._tls import TlsLayer
 
@@ -41,6 +42,28 @@ _LEAD: tuple[str, Any] = ("lead", None)
 """Put in a waiting caller's queue: the socket has no reader, become it."""
 
 _IDLE = 0.05  # seconds without calls before the background reader watches the socket
+
+
+class _Sink(Protocol):
+    """Where the reader delivers a call's outcomes: a caller's queue, or a future."""
+
+    def put(self, item: Any) -> None: ...
+
+
+class _Submitted:
+    """A submitted call's sink: its outcome resolves its future; no thread waits for it."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: FutureLike) -> None:
+        self.future = future
+
+    def put(self, item: tuple[str, Any]) -> None:
+        kind, value = item
+        if kind == "error":
+            self.future.set_exception(value)
+        else:
+            self.future.set_result(value)
 
 
 def _take(waiter: QueueLike) -> tuple[str, Any] | None:
@@ -68,14 +91,15 @@ class _Session:
         self.conn = conn
         self.sock = sock
         self.tls = tls  # used under the client's lock only
-        self.waiters: dict[str, QueueLike] = {}
+        self.waiters: dict[str, _Sink] = {}
+        self.submitted: set[_Sink] = set()  # submitted calls still pending (no one waits)
         self.followers: dict[QueueLike, str] = {}  # callers blocked on their queue
         self.reading = False
         self.writing = False
         self.out: list[bytes] = []
         self.last_call = 0.0
         self.lost = False
-        self.stop = backend.event()
+        self.wake = backend.event()  # wakes the background reader (closing, a submit)
         self.reader: Task | None = None
 
 
@@ -161,7 +185,7 @@ class Client:
         if session is None:
             return
         self._core(session, session.conn.close)
-        session.stop.set()
+        session.wake.set()
         try:
             session.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -289,6 +313,9 @@ class Client:
         conn, sock, b = session.conn, session.sock, self._b
         with self._lock:
             timer = conn.get_timer()
+            if session.submitted:  # a later submit may bring an earlier deadline: look soon
+                soon = b.monotonic() + _IDLE
+                timer = soon if timer is None else min(timer, soon)
         try:
             if timer is not None and not b.wait_readable(sock, timer - b.monotonic()):
                 self._core(session, conn.handle_timer, b.monotonic())
@@ -312,6 +339,8 @@ class Client:
             nxt = self._next_reader(session)
         if nxt is not None:
             nxt.put(_LEAD)
+        elif session.submitted:
+            session.wake.set()  # the background reader reads for submitted calls
         if session.conn.closed:
             self._lose(session)
 
@@ -341,11 +370,13 @@ class Client:
         while not session.conn.closed:
             with self._lock:
                 lead = not session.reading and (
-                    b.monotonic() - session.last_call > _IDLE
+                    bool(session.submitted)
+                    or b.monotonic() - session.last_call > _IDLE
                     or self._next_reader(session) is not None)
                 session.reading = session.reading or lead
             if not lead:
-                session.stop.wait(_IDLE)
+                session.wake.wait(_IDLE)
+                session.wake.clear()  # what set it is looked at on the next turn
                 continue
             try:
                 self._read_step(session)
@@ -361,14 +392,14 @@ class Client:
                 if waiter is not None:
                     waiter.put(("item", ev.value))
             elif isinstance(ev, ResponseReceived):
-                self._resolve(waiters, ev.request_id, ("value", ev.value))
+                self._resolve(session, ev.request_id, ("value", ev.value))
             elif isinstance(ev, StreamEnded):
-                self._resolve(waiters, ev.request_id, ("end", None))
+                self._resolve(session, ev.request_id, ("end", None))
             elif isinstance(ev, (RemoteErrorReceived, RequestTimedOut)):
-                self._resolve(waiters, ev.request_id, ("error", ev.exception()))
+                self._resolve(session, ev.request_id, ("error", ev.exception()))
             elif isinstance(ev, ConnectionClosed):
                 for request_id in ev.failed:
-                    self._resolve(waiters, request_id, ("error", self._closed(session, ev.exception())))
+                    self._resolve(session, request_id, ("error", self._closed(session, ev.exception())))
             elif isinstance(ev, ProtocolErrorOccurred):
                 log.warning("protocol error from server: %s", ev.error)
             elif isinstance(ev, PacketDropped):
@@ -385,18 +416,21 @@ class Client:
         return named
 
     @staticmethod
-    def _resolve(waiters: dict[str, QueueLike], request_id: str, outcome: tuple[str, Any]) -> None:
-        waiter = waiters.pop(request_id, None)
+    def _resolve(session: _Session, request_id: str, outcome: tuple[str, Any]) -> None:
+        waiter = session.waiters.pop(request_id, None)
         if waiter is not None:
+            session.submitted.discard(waiter)
             waiter.put(outcome)
 
     # -- calls ------------------------------------------------------------------------
 
     def _start(self, pattern: Any, data: Any, timeout: float | None, metadata: Any,
-               stream: bool) -> tuple[_Session, str, QueueLike, float | None]:
+               stream: bool, waiter: _Sink) -> tuple[_Session, str, float | None]:
+        """Send a request whose outcomes go to ``waiter``; a submitted call's wakes the
+        background reader if no one reads."""
         if timeout is DEFAULT:
             timeout = self.timeout
-        waiter = self._b.queue()
+        submitted = isinstance(waiter, _Submitted)
         for attempt in range(2):
             session = self._open()
             try:
@@ -405,15 +439,20 @@ class Client:
                     request_id = session.conn.send_request(
                         pattern, data, deadline=deadline, metadata=metadata, stream=stream)
                     session.waiters[request_id] = waiter
+                    if submitted:
+                        session.submitted.add(waiter)
+                        submitted = not session.reading
                     out = self._take_out(session)
                 break
             except ConnectionClosedError as exc:
                 if attempt:
                     named = self._closed(session, exc)
                     raise named from named.__cause__
+        if submitted:
+            session.wake.set()
         if out:
             self._write(session, out)
-        return session, request_id, waiter, deadline
+        return session, request_id, deadline
 
     def _wait(self, session: _Session, waiter: QueueLike, request_id: str,
               deadline: float | None) -> tuple[str, Any]:
@@ -458,11 +497,48 @@ class Client:
     def send(self, pattern: Any, data: Any, *, timeout: float | None = DEFAULT,
              metadata: Any = None) -> Any:
         """Send a request and return its reply's value (see the contract for errors)."""
-        session, request_id, waiter, deadline = self._start(pattern, data, timeout, metadata, False)
+        waiter = self._b.queue()
+        session, request_id, deadline = self._start(pattern, data, timeout, metadata, False, waiter)
         kind, value = self._wait(session, waiter, request_id, deadline)
         if kind == "error":
             raise value
         return value
+
+    def submit(self, pattern: Any, data: Any = None, *, timeout: float | None = DEFAULT,
+               metadata: Any = None) -> FutureLike:
+        """Send a request and return at once a future of its reply: many calls stay in
+        flight from one thread (or greenlet), resolved by the client's reader.
+
+        ``future.result(timeout=None)`` returns the reply's value or raises what
+        :meth:`send` would (the call's ``timeout`` and the connection's end resolve
+        every future). Threads: a ``concurrent.futures.Future``; gevent: a
+        ``GreenFuture`` with the same ``result``, ``exception``, ``done`` and
+        ``add_done_callback``. Errors before the request is sent (bad data, no
+        connection) are raised here.
+        """
+        future = self._b.future()
+        self._start(pattern, data, timeout, metadata, False, _Submitted(future))
+        return future
+
+    def map(self, pattern: Any, datas: Iterable[Any], *, timeout: float | None = DEFAULT,
+            metadata: Any = None, window: int = 64) -> Iterator[Any]:
+        """Send ``pattern`` with each item of ``datas`` (at most ``window`` calls in
+        flight, from this one thread) and yield the replies in order; a failed call
+        raises at its place. Leaving early leaves the calls in flight to end by
+        themselves (reply or timeout)."""
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be an int of at least 1, got {window!r}")
+        return self._map(pattern, datas, timeout, metadata, window)
+
+    def _map(self, pattern: Any, datas: Iterable[Any], timeout: float | None, metadata: Any,
+             window: int) -> Iterator[Any]:
+        in_flight: deque[FutureLike] = deque()
+        for data in datas:
+            if len(in_flight) >= window:
+                yield in_flight.popleft().result()
+            in_flight.append(self.submit(pattern, data, timeout=timeout, metadata=metadata))
+        while in_flight:
+            yield in_flight.popleft().result()
 
     def stream(self, pattern: Any, data: Any, *, timeout: float | None = DEFAULT,
                metadata: Any = None) -> Iterator[Any]:
@@ -470,7 +546,8 @@ class Client:
 
         ``timeout`` bounds the whole stream; leaving the loop early cancels the request.
         """
-        session, request_id, waiter, deadline = self._start(pattern, data, timeout, metadata, True)
+        waiter = self._b.queue()
+        session, request_id, deadline = self._start(pattern, data, timeout, metadata, True, waiter)
         return self._iterate(session, request_id, waiter, deadline)
 
     def _iterate(self, session: _Session, request_id: str, waiter: QueueLike,

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 from tcpmsg_sockopts import SocketOption, apply_options
 
-__all__ = ["Backend", "Empty", "EventLike", "LockLike", "Pool", "QueueLike", "Task", "addresses",
-           "listen_on"]
+__all__ = ["Backend", "Empty", "EventLike", "FutureLike", "LockLike", "Pool", "QueueLike", "Task",
+           "addresses", "listen_on"]
 
 #: Raised by ``QueueLike.get`` on timeout (gevent uses the same class).
 Empty = queue.Empty
@@ -50,6 +50,26 @@ class QueueLike(Protocol):
     def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
 
 
+class FutureLike(Protocol):
+    """The outcome of a submitted call: ``concurrent.futures.Future``'s reading side
+    (threads), the same on gevent; the client's reader sets it."""
+
+    def set_result(self, result: Any) -> None: ...
+    def set_exception(self, exception: BaseException | None) -> None: ...
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The reply's value, or raise its error; ``TimeoutError`` if not done in time."""
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The call's error (None if it succeeded); waits like :meth:`result`."""
+
+    def done(self) -> bool:
+        """Whether the outcome is known."""
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        """Call ``fn(future)`` once done (at once if it already is)."""
+
+
 class Pool(Protocol):
     """Where handlers run: a bounded thread pool, or a greenlet each."""
 
@@ -83,6 +103,9 @@ class Backend(Protocol):
 
     def queue(self) -> QueueLike:
         """A new unbounded queue."""
+
+    def future(self) -> FutureLike:
+        """A new unresolved future (it cannot be cancelled: the call is already sent)."""
 
     def pool(self, max_workers: int) -> Pool:
         """Where a server runs its handlers."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import socket as _stdsocket
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from tcpmsg_sockopts import SocketOption
 
 from .base import addresses, listen_on
 
-__all__ = ["GeventBackend"]
+__all__ = ["GeventBackend", "GreenFuture"]
 
 
 class _GreenletPool:
@@ -48,6 +49,55 @@ class _GreenletPool:
         deadline = time.monotonic() + 1.0
         while self._running and time.monotonic() < deadline:
             gevent.sleep(0.005)
+
+
+class GreenFuture:
+    """``concurrent.futures.Future``'s reading side on a gevent ``AsyncResult``: waiting
+    on it yields to the hub instead of blocking the thread."""
+
+    __slots__ = ("_result",)
+
+    def __init__(self) -> None:
+        self._result = gevent.event.AsyncResult()
+
+    def set_result(self, result: Any) -> None:
+        """Resolve with ``result`` (the client's reader does)."""
+        self._result.set(result)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        """Resolve with ``exception`` (the client's reader does)."""
+        self._result.set_exception(exception)
+
+    def _wait(self, timeout: float | None) -> None:
+        self._result.wait(timeout)
+        if not self._result.ready():
+            raise concurrent.futures.TimeoutError(f"the call is not done after {timeout} s")
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The reply's value, or raise its error; ``TimeoutError`` if not done in time."""
+        self._wait(timeout)
+        return self._result.get(block=False)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The call's error (None if it succeeded); waits like :meth:`result`."""
+        self._wait(timeout)
+        return self._result.exception  # type: ignore[no-any-return]
+
+    def done(self) -> bool:
+        """Whether the outcome is known."""
+        return self._result.ready()  # type: ignore[no-any-return]
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        """Call ``fn(self)`` once done (from the hub, soon after)."""
+        self._result.rawlink(lambda _result: fn(self))
+
+    def cancel(self) -> bool:
+        """False: the call is already sent (as a running ``concurrent.futures.Future``)."""
+        return False
+
+    def cancelled(self) -> bool:
+        """False: see :meth:`cancel`."""
+        return False
 
 
 class GeventBackend:
@@ -88,6 +138,10 @@ class GeventBackend:
     def queue(self) -> Any:
         """A new unbounded gevent queue (no task tracking: half the cost of ``Queue``)."""
         return gevent.queue.SimpleQueue()
+
+    def future(self) -> GreenFuture:
+        """A future that greenlets wait on cooperatively."""
+        return GreenFuture()
 
     def pool(self, max_workers: int) -> _GreenletPool:
         """A greenlet per request (``max_workers`` does not apply to greenlets)."""

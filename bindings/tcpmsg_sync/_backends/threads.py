@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import queue
 import select
@@ -102,6 +103,12 @@ class ThreadBackend:
     def queue(self) -> queue.SimpleQueue[Any]:
         """A new unbounded queue."""
         return queue.SimpleQueue()
+
+    def future(self) -> concurrent.futures.Future[Any]:
+        """A ``concurrent.futures.Future``, already running (``cancel()`` says False)."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()
+        return future
 
     def pool(self, max_workers: int) -> _ThreadPool:
         """A bounded pool of daemon worker threads."""
