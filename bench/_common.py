@@ -21,6 +21,10 @@ for _p in (REPO / "bindings", REPO):
 #: Server and client kinds ("binding" in the table): ours, NestJS 12, the raw ceiling.
 BINDINGS = ("anyio-asyncio", "anyio-trio", "gevent", "threads")
 
+#: Our sync clients in their second mode (load driver only): ONE thread (greenlet) keeping
+#: C calls in flight with ``client.submit`` instead of C callers.
+FUTURES = ("threads-futures", "gevent-futures")
+
 #: The NestJS major the benchmarks compare against.
 NEST_MAJOR = 12
 

@@ -3,7 +3,8 @@
     python bench/load.py --binding anyio-asyncio|anyio-trio|gevent|threads --port P
 
 anyio: C tasks sharing one client; threads / gevent: C threads / greenlets sharing one
-client. Prints ``READY`` once connected; then, for every JSON line on stdin
+client; threads-futures / gevent-futures: ONE thread (greenlet) keeping C calls in flight
+with ``client.submit``, each reply's future awaited in order and replaced at once. Prints ``READY`` once connected; then, for every JSON line on stdin
 ``{"concurrency": C, "payload": "small"|"1k"|"64k", "duration": D, "warmup": W}``,
 one JSON line ``{"count", "rps", "p50_ms", "p99_ms", "errors"}`` (the requests completed
 inside the D-second window that follows W seconds of warm-up). Exits when stdin closes.
@@ -15,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from collections import deque
 from typing import Any
 
 import _common
@@ -148,14 +150,47 @@ def run_sync(binding: str, host: str, port: int) -> None:
             _common.emit(cell.result())
 
 
+def run_futures(binding: str, host: str, port: int) -> None:
+    if binding == "gevent-futures":
+        import tcpmsg_gevent as mod
+    else:
+        import tcpmsg_threads as mod  # type: ignore[no-redef]
+
+    with mod.connect(host, port, timeout=30.0) as client:
+        sys.stdout.write("READY\n")
+        sys.stdout.flush()
+        for cmd in commands():
+            cell = Cell(cmd)
+            submit, data, lat = client.submit, cell.data, cell.lat
+            begin = perf() + cell.warmup
+            end = begin + cell.duration
+            in_flight: deque[tuple[float, Any]] = deque(
+                (perf(), submit("echo", data)) for _ in range(cell.concurrency))
+            while in_flight:
+                t0, future = in_flight.popleft()
+                now = perf()
+                try:
+                    future.result()
+                    now = perf()
+                    if begin <= now <= end:
+                        lat.append(now - t0)
+                except Exception:
+                    cell.errors += 1
+                if now < end:
+                    in_flight.append((now, submit("echo", data)))
+            _common.emit(cell.result())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binding", required=True, choices=_common.BINDINGS)
+    ap.add_argument("--binding", required=True, choices=_common.BINDINGS + _common.FUTURES)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--no-uvloop", action="store_true")
     args = ap.parse_args()
-    if args.binding.startswith("anyio"):
+    if args.binding in _common.FUTURES:
+        run_futures(args.binding, args.host, args.port)
+    elif args.binding.startswith("anyio"):
         run_anyio(args.binding.split("-", 1)[1], args.host, args.port, not args.no_uvloop)
     else:
         run_sync(args.binding, args.host, args.port)

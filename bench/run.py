@@ -22,7 +22,10 @@ framework-free ceilings ``raw-asyncio``, ``raw-trio``, ``raw-gevent`` and ``raw-
 ``bench/raw_client.py --mode M``, of each concurrency model, with the same framing and
 JSON and no features). Every pair of ours is also reported as a ratio to its model's
 ceiling in the same cell: ``nest->gevent`` to ``nest->raw-gevent``, ``gevent->nest`` to
-``raw-gevent->nest``, ``gevent->gevent`` to ``raw-gevent->raw-gevent``. ``--only none``
+``raw-gevent->nest``, ``gevent->gevent`` to ``raw-gevent->raw-gevent``. The clients
+``threads-futures`` and ``gevent-futures`` are ONE thread (greenlet) keeping C calls in
+flight with ``client.submit`` (``threads-futures->nest`` at c=64 against ``nest->nest``
+is issue 13's futures target). ``--only none``
 runs the framer alone; ``--no-framer`` skips it.
 """
 
@@ -47,7 +50,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import _common
-from _common import BENCH, BINDINGS, CONCURRENCIES, NEST_MAJOR, PAYLOADS, REPO
+from _common import BENCH, BINDINGS, CONCURRENCIES, FUTURES, NEST_MAJOR, PAYLOADS, REPO
 
 RESULTS = BENCH / "results"
 BASELINE = "nest->nest"
@@ -63,6 +66,7 @@ def all_pairs() -> list[tuple[str, str]]:
     pairs = [("nest", "nest")]
     pairs += [("nest", b) for b in BINDINGS]
     pairs += [(b, "nest") for b in BINDINGS]
+    pairs += [(f, "nest") for f in FUTURES]
     pairs += [(b, b) for b in BINDINGS]
     pairs += [("nest", r) for r in RAW]
     pairs += [(r, "nest") for r in RAW]
