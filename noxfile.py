@@ -76,5 +76,5 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks side by side with NestJS (not a test: writes bench/results/)."""
-    session.install("-e", ".[all]", "uvloop")
+    session.install("-e", ".[all]", "uvloop", "cryptography")
     session.run("python", "bench/run.py", *session.posargs)

@@ -1,19 +1,32 @@
-"""Load driver: our client keeping C requests in flight on one connection for D seconds.
+"""Load driver: our client keeping C calls in flight on one connection for D seconds.
 
-    python bench/load.py --binding anyio-asyncio|anyio-trio|gevent|threads --port P
+    python bench/load.py --binding anyio-asyncio|anyio-trio|gevent|threads --port P [--tls-ca PEM]
 
 anyio: C tasks sharing one client; threads / gevent: C threads / greenlets sharing one
-client; threads-futures / gevent-futures: ONE thread (greenlet) keeping C calls in flight
-with ``client.submit``, each reply's future awaited in order and replaced at once. Prints ``READY`` once connected; then, for every JSON line on stdin
-``{"concurrency": C, "payload": "small"|"1k"|"64k", "duration": D, "warmup": W}``,
-one JSON line ``{"count", "rps", "p50_ms", "p99_ms", "errors"}`` (the requests completed
-inside the D-second window that follows W seconds of warm-up). Exits when stdin closes.
+client; threads-futures / gevent-futures (``echo`` only): ONE thread (greenlet) keeping C
+calls in flight with ``client.submit``, each reply's future awaited in order and
+replaced at once. Prints ``READY`` once connected; then, for every JSON line on stdin
+``{"kind": K, "concurrency": C, "payload": "small"|"1k"|"64k", "duration": D, "warmup": W,
+"items": N, "connections": M}``, one JSON line ``{"count", "rps", "p50_ms", "p99_ms",
+"errors"}`` for the D-second window that follows W seconds of warm-up. Exits when
+stdin closes. Kinds, as ``bench/js/load.js`` has them:
+
+- ``echo`` (default): C callers of ``send("echo", data)``; count = replies.
+- ``stream``: C callers of ``stream("items", {"n": N, "item": data})``; count = items
+  received, latency per whole stream.
+- ``emit``: C callers each emitting ``tick`` 100 times then calling ``ticks`` (the
+  server's count of handled events); count and rate = events the server handled
+  between the first and the last ``ticks`` reply of the window.
+- ``conns``: M clients of their own, one ``echo`` caller each.
+
+``--tls-ca``: connect with TLS, trusting that CA (server name ``localhost``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import sys
 import time
 from collections import deque
@@ -23,22 +36,36 @@ import _common
 
 perf = time.perf_counter
 
+#: Events each ``emit`` caller sends between two ``ticks`` calls.
+EMIT_BATCH = 100
+
 
 class Cell:
-    """Shared state of one measurement: the window flags and the latencies."""
+    """Shared state of one measurement: the window flags, the latencies and counts."""
 
     def __init__(self, cmd: dict[str, Any]) -> None:
+        self.kind = cmd.get("kind", "echo")
         self.data = _common.payload(cmd["payload"])
         self.concurrency = int(cmd["concurrency"])
         self.duration = float(cmd["duration"])
         self.warmup = float(cmd["warmup"])
+        self.items = int(cmd.get("items", 0))
+        self.connections = int(cmd.get("connections", 1))
         self.recording = False
         self.stopping = False
         self.lat: list[float] = []
+        self.received = 0  # stream items inside the window
+        self.marks: list[tuple[float, int]] = []  # emit: (time, the server's count)
         self.errors = 0
 
     def result(self) -> dict[str, Any]:
-        return {**_common.summarize(self.lat, self.duration), "errors": self.errors}
+        res: dict[str, Any] = {**_common.summarize(self.lat, self.duration), "errors": self.errors}
+        if self.kind == "stream":
+            res.update(count=self.received, rps=self.received / self.duration)
+        elif self.kind == "emit":
+            (t0, n0), (t1, n1) = (self.marks[0], self.marks[-1]) if len(self.marks) > 1 else ((0.0, 0), (1.0, 0))
+            res.update(count=n1 - n0, rps=(n1 - n0) / (t1 - t0))
+        return res
 
 
 def commands() -> Any:
@@ -47,25 +74,64 @@ def commands() -> Any:
             yield json.loads(line)
 
 
-def run_anyio(backend: str, host: str, port: int, uvloop: bool) -> None:
+def tls_context(ca: str | None) -> ssl.SSLContext | None:
+    return ssl.create_default_context(cafile=ca) if ca else None
+
+
+def run_anyio(backend: str, host: str, port: int, uvloop: bool, tls: ssl.SSLContext | None) -> None:
+    import contextlib
+
     import anyio
     import tcpmsg_anyio
 
+    def connect() -> Any:
+        return tcpmsg_anyio.connect(host, port, timeout=30.0, tls=tls, server_hostname="localhost")
+
+    async def call(client: Any, cell: Cell) -> None:
+        kind = cell.kind
+        if kind == "stream":
+            async with client.stream("items", {"n": cell.items, "item": cell.data}) as values:
+                async for _ in values:
+                    if cell.recording:
+                        cell.received += 1
+        elif kind == "emit":
+            for _ in range(EMIT_BATCH):
+                await client.emit("tick", cell.data)
+            n = await client.send("ticks", 0)
+            if cell.recording:
+                cell.marks.append((perf(), n))
+        else:
+            await client.send("echo", cell.data)
+
     async def worker(client: Any, cell: Cell) -> None:
-        data = cell.data
         lat = cell.lat
         while not cell.stopping:
             t0 = perf()
             try:
-                await client.send("echo", data)
+                await call(client, cell)
             except Exception:
                 cell.errors += 1
                 continue
             if cell.recording:
                 lat.append(perf() - t0)
 
+    async def run_cell(client: Any, cell: Cell) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            if cell.kind == "conns":
+                clients = [await stack.enter_async_context(connect()) for _ in range(cell.connections)]
+            else:
+                clients = [client] * cell.concurrency
+            async with anyio.create_task_group() as tg:
+                for c in clients:
+                    tg.start_soon(worker, c, cell)
+                await anyio.sleep(cell.warmup)
+                cell.recording = True
+                await anyio.sleep(cell.duration)
+                cell.recording = False
+                cell.stopping = True
+
     async def main() -> None:
-        async with tcpmsg_anyio.connect(host, port, timeout=30.0) as client:
+        async with connect() as client:
             sys.stdout.write("READY\n")
             sys.stdout.flush()
             while True:
@@ -75,14 +141,7 @@ def run_anyio(backend: str, host: str, port: int, uvloop: bool) -> None:
                 if not line.strip():
                     continue
                 cell = Cell(json.loads(line))
-                async with anyio.create_task_group() as tg:
-                    for _ in range(cell.concurrency):
-                        tg.start_soon(worker, client, cell)
-                    await anyio.sleep(cell.warmup)
-                    cell.recording = True
-                    await anyio.sleep(cell.duration)
-                    cell.recording = False
-                    cell.stopping = True
+                await run_cell(client, cell)
                 _common.emit(cell.result())
 
     options: dict[str, Any] = {}
@@ -96,7 +155,7 @@ def run_anyio(backend: str, host: str, port: int, uvloop: bool) -> None:
     anyio.run(main, backend=backend, backend_options=options)
 
 
-def run_sync(binding: str, host: str, port: int) -> None:
+def run_sync(binding: str, host: str, port: int, tls: ssl.SSLContext | None) -> None:
     if binding == "gevent":
         import gevent
         import tcpmsg_gevent as mod
@@ -122,45 +181,70 @@ def run_sync(binding: str, host: str, port: int) -> None:
             for t in tasks:
                 t.join()
 
+    def connect() -> Any:
+        return mod.connect(host, port, timeout=30.0, tls=tls, server_hostname="localhost")
+
+    def call(client: Any, cell: Cell) -> None:
+        kind = cell.kind
+        if kind == "stream":
+            for _ in client.stream("items", {"n": cell.items, "item": cell.data}):
+                if cell.recording:
+                    cell.received += 1
+        elif kind == "emit":
+            for _ in range(EMIT_BATCH):
+                client.emit("tick", cell.data)
+            n = client.send("ticks", 0)
+            if cell.recording:
+                cell.marks.append((perf(), n))
+        else:
+            client.send("echo", cell.data)
+
     def worker(client: Any, cell: Cell) -> None:
-        data = cell.data
         lat = cell.lat
         while not cell.stopping:
             t0 = perf()
             try:
-                client.send("echo", data)
+                call(client, cell)
             except Exception:
                 cell.errors += 1
                 continue
             if cell.recording:
                 lat.append(perf() - t0)
 
-    with mod.connect(host, port, timeout=30.0) as client:
+    with connect() as client:
         sys.stdout.write("READY\n")
         sys.stdout.flush()
         for cmd in commands():
             cell = Cell(cmd)
-            tasks = [spawn(worker, client, cell) for _ in range(cell.concurrency)]
+            many = [connect() for _ in range(cell.connections)] if cell.kind == "conns" else []
+            for c in many:
+                c.connect()
+            clients = many or [client] * cell.concurrency
+            tasks = [spawn(worker, c, cell) for c in clients]
             sleep(cell.warmup)
             cell.recording = True
             sleep(cell.duration)
             cell.recording = False
             cell.stopping = True
             join(tasks)
+            for c in many:
+                c.close()
             _common.emit(cell.result())
 
 
-def run_futures(binding: str, host: str, port: int) -> None:
+def run_futures(binding: str, host: str, port: int, tls: ssl.SSLContext | None) -> None:
     if binding == "gevent-futures":
         import tcpmsg_gevent as mod
     else:
         import tcpmsg_threads as mod  # type: ignore[no-redef]
 
-    with mod.connect(host, port, timeout=30.0) as client:
+    with mod.connect(host, port, timeout=30.0, tls=tls, server_hostname="localhost") as client:
         sys.stdout.write("READY\n")
         sys.stdout.flush()
         for cmd in commands():
             cell = Cell(cmd)
+            if cell.kind != "echo":
+                raise SystemExit(f"load.py: {binding} runs echo cells only, not {cell.kind!r}")
             submit, data, lat = client.submit, cell.data, cell.lat
             begin = perf() + cell.warmup
             end = begin + cell.duration
@@ -187,13 +271,15 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--no-uvloop", action="store_true")
+    ap.add_argument("--tls-ca", default=None)
     args = ap.parse_args()
+    tls = tls_context(args.tls_ca)
     if args.binding in _common.FUTURES:
-        run_futures(args.binding, args.host, args.port)
+        run_futures(args.binding, args.host, args.port, tls)
     elif args.binding.startswith("anyio"):
-        run_anyio(args.binding.split("-", 1)[1], args.host, args.port, not args.no_uvloop)
+        run_anyio(args.binding.split("-", 1)[1], args.host, args.port, not args.no_uvloop, tls)
     else:
-        run_sync(args.binding, args.host, args.port)
+        run_sync(args.binding, args.host, args.port, tls)
 
 
 if __name__ == "__main__":

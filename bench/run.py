@@ -40,6 +40,7 @@ import platform
 import queue
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -50,16 +51,22 @@ from pathlib import Path
 from typing import IO, Any
 
 import _common
+from _certs import Certs, make_certs
 from _common import BENCH, BINDINGS, CONCURRENCIES, FUTURES, NEST_MAJOR, PAYLOADS, REPO
 
 RESULTS = BENCH / "results"
 BASELINE = "nest->nest"
 METRICS = ("rps", "p50_ms", "p99_ms", "rss_mib")
+#: Shortest window and warm-up of the stream, emit and conns cells (--quick: half, but for emit).
+BREADTH_MIN_DURATION = 0.6
+BREADTH_MIN_WARMUP = 0.3
 
 
 #: The concurrency model of each of our kinds, and its framework-free ceiling.
 MODELS = {"anyio-asyncio": "asyncio", "anyio-trio": "trio", "gevent": "gevent", "threads": "threads"}
 RAW = tuple(f"raw-{m}" for m in MODELS.values())
+#: The ``tcpmsg bench`` command as a load driver (``bench/cli_driver.py``): an asyncio client.
+CLI = "tcpmsg-bench"
 
 
 def all_pairs() -> list[tuple[str, str]]:
@@ -71,11 +78,14 @@ def all_pairs() -> list[tuple[str, str]]:
     pairs += [("nest", r) for r in RAW]
     pairs += [(r, "nest") for r in RAW]
     pairs += [(r, r) for r in RAW]
+    pairs += [(CLI, "nest")]
     return pairs
 
 
 def ceiling_kind(kind: str) -> str | None:
     """``raw-<model>`` for one of our kinds (``threads-futures`` counts as ``threads``), else None."""
+    if kind == CLI:
+        return "raw-asyncio"
     for ours, model in MODELS.items():
         if kind == ours or kind.startswith(ours + "-"):
             return f"raw-{model}"
@@ -189,13 +199,17 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
-def start_server(kind: str, env_node: dict[str, str], env_py: dict[str, str]) -> tuple[Proc, int]:
+def start_server(kind: str, env_node: dict[str, str], env_py: dict[str, str],
+                 certs: Certs | None = None) -> tuple[Proc, int]:
+    """One server process; with ``certs``, serving TLS. Returns it and its port."""
     if kind == "nest":
-        proc = Proc([node(), str(BENCH / "js" / "server.js")], env_node, "NestJS server")
+        env = dict(env_node, TLS_CERT=str(certs.cert), TLS_KEY=str(certs.key)) if certs else env_node
+        proc = Proc([node(), str(BENCH / "js" / "server.js")], env, "NestJS server")
     elif kind in RAW:
         proc = Proc([sys.executable, str(BENCH / "raw_server.py"), "--model", kind[4:]], env_py, f"{kind} server")
     else:
-        proc = Proc([sys.executable, str(BENCH / "server.py"), "--binding", kind], env_py, f"{kind} server")
+        tls = ["--tls-cert", str(certs.cert), "--tls-key", str(certs.key)] if certs else []
+        proc = Proc([sys.executable, str(BENCH / "server.py"), "--binding", kind, *tls], env_py, f"{kind} server")
     try:
         line = proc.readline(30.0)
         if not line.startswith("LISTENING "):
@@ -206,15 +220,23 @@ def start_server(kind: str, env_node: dict[str, str], env_py: dict[str, str]) ->
     return proc, int(line.split()[1])
 
 
-def start_driver(kind: str, port: int, env_node: dict[str, str], env_py: dict[str, str]) -> Proc:
+def start_driver(kind: str, port: int, env_node: dict[str, str], env_py: dict[str, str],
+                 certs: Certs | None = None) -> Proc:
+    """One load driver connected to ``port``; with ``certs``, over TLS."""
     if kind == "nest":
         env = dict(env_node, PORT=str(port), HOST="127.0.0.1")
+        if certs:
+            env["TLS_CA"] = str(certs.ca)
         proc = Proc([node(), str(BENCH / "js" / "load.js")], env, "NestJS load driver")
     elif kind in RAW:
         proc = Proc([sys.executable, str(BENCH / "raw_client.py"), "--mode", kind[4:], "--port", str(port)], env_py,
                     f"{kind} client")
+    elif kind == CLI:
+        tls = ["--tls-ca", str(certs.ca)] if certs else []
+        proc = Proc([sys.executable, str(BENCH / "cli_driver.py"), "--port", str(port), *tls], env_py, "tcpmsg bench")
     else:
-        proc = Proc([sys.executable, str(BENCH / "load.py"), "--binding", kind, "--port", str(port)], env_py,
+        tls = ["--tls-ca", str(certs.ca)] if certs else []
+        proc = Proc([sys.executable, str(BENCH / "load.py"), "--binding", kind, "--port", str(port), *tls], env_py,
                     f"{kind} load driver")
     try:
         line = proc.readline(30.0)
@@ -236,31 +258,128 @@ def node() -> str:
 # --------------------------------------------------------------------------- the run
 
 
-def run_pair(client: str, server: str, cells: list[tuple[str, int]], args: argparse.Namespace,
-             env_node: dict[str, str], env_py: dict[str, str]) -> dict[str, Any]:
-    """Start one server and one driver; measure every cell. {cell_key: result}."""
+def echo_cells(payloads: list[str], concurrencies: list[int]) -> list[dict[str, Any]]:
+    """The request/response cells: ``echo`` for every payload and concurrency."""
+    return [{"key": f"{p}/c{c}", "kind": "echo", "payload": p, "concurrency": c}
+            for p in payloads for c in concurrencies]
+
+
+def breadth_cells(connections: int) -> list[dict[str, Any]]:
+    """Everything else a service does, small payload. ``unit`` names what ``rps`` counts.
+
+    ``idle`` is measured by this script after the ``echo`` cells (RSS growth of the warm
+    server per 1,000 idle connections it opens), the rest by the driver; ``tls`` cells run on a second server and driver
+    started with TLS; ``emit`` runs last, as a server may still be working off events.
+    """
+    small = {"payload": "small", "concurrency": 1}
+    return [
+        {**small, "key": f"idle{connections}", "kind": "idle", "connections": connections, "unit": "MiB/1k"},
+        {**small, "key": "stream/c1", "kind": "stream", "items": 100, "unit": "items/s"},
+        {**small, "key": "stream/c64", "kind": "stream", "items": 100, "concurrency": 64, "unit": "items/s"},
+        {**small, "key": f"conns{connections}", "kind": "conns", "connections": connections, "unit": "req/s"},
+        {**small, "key": "emit/c16", "kind": "emit", "concurrency": 16, "unit": "events/s"},
+        {**small, "key": "tls/c1", "kind": "echo", "tls": True, "unit": "req/s"},
+        {**small, "key": "tls/c64", "kind": "echo", "tls": True, "concurrency": 64, "unit": "req/s"},
+    ]
+
+
+def client_does(kind: str, cell: dict[str, Any]) -> bool:
+    """The ceilings speak plain ``echo`` only, the futures modes ``echo`` (TLS too); ``tcpmsg bench``
+    calls one pattern (``echo``, ``conns``, TLS)."""
+    if kind in RAW:
+        return cell["kind"] == "echo" and not cell.get("tls")
+    if kind in FUTURES:
+        return cell["kind"] == "echo"
+    if kind == CLI:
+        return cell["kind"] in ("echo", "conns")
+    return True
+
+
+def runs_cell(client: str, server: str, cell: dict[str, Any]) -> bool:
+    """Whether a pair runs a cell; idle connections are a server's cost, measured once per server."""
+    if cell["kind"] == "idle":
+        return client == "nest"
+    return client_does(client, cell) and (server not in RAW or client_does(server, cell))
+
+
+def run_pair(client: str, server: str, cells: list[dict[str, Any]], args: argparse.Namespace,
+             env_node: dict[str, str], env_py: dict[str, str], certs: Certs | None) -> dict[str, Any]:
+    """Measure every cell on fresh processes: one server and one driver, TLS cells on a second pair."""
+    cells = [c for c in cells if runs_cell(client, server, c)]
     out: dict[str, Any] = {}
-    srv, port = start_server(server, env_node, env_py)
+    for tls in (False, True):
+        group = [c for c in cells if bool(c.get("tls")) == tls]
+        if group:
+            out.update(run_group(client, server, group, args, env_node, env_py, certs if tls else None))
+    return out
+
+
+def run_group(client: str, server: str, cells: list[dict[str, Any]], args: argparse.Namespace,
+              env_node: dict[str, str], env_py: dict[str, str], certs: Certs | None) -> dict[str, Any]:
+    """Start one server and one driver; measure ``cells`` in order. {cell_key: result}."""
+    out: dict[str, Any] = {}
+    srv, port = start_server(server, env_node, env_py, certs)
     drv = None
     try:
-        drv = start_driver(client, port, env_node, env_py)
-        for i, (payload, conc) in enumerate(cells):
-            key = f"{payload}/c{conc}"
+        drv = start_driver(client, port, env_node, env_py, certs)
+        for i, cell in enumerate(cells):
+            if cell["kind"] == "idle":
+                out[cell["key"]] = measure_idle(srv.pid, port, cell["connections"])
+                continue
             # the first cell of a fresh pair also warms up the JIT / caches of both processes
             warmup = max(args.warmup, args.first_warmup) if i == 0 else args.warmup
+            duration = args.duration
+            if cell["kind"] != "echo":  # calls that take long: a window that holds several
+                # --quick halves them, but for emit: its rate needs two ticks replies inside the window
+                scale = 0.5 if args.quick and cell["kind"] != "emit" else 1.0
+                duration = max(duration, BREADTH_MIN_DURATION * scale)
+                warmup = max(warmup, BREADTH_MIN_WARMUP * scale)
             reset_peak_rss(srv.pid)
-            drv.writeline(json.dumps({"concurrency": conc, "payload": payload, "duration": args.duration,
-                                      "warmup": warmup}))
-            res = json.loads(drv.readline(args.duration + warmup + 60.0))
+            cmd = {k: v for k, v in cell.items() if k not in ("key", "unit", "tls")}
+            drv.writeline(json.dumps({**cmd, "duration": duration, "warmup": warmup}))
+            res = json.loads(drv.readline(duration + warmup + 60.0))
             res["rss_mib"] = peak_rss_mib(srv.pid)
             if srv.p.poll() is not None:
                 raise RuntimeError(f"{srv.label} died; stderr:\n{srv.stderr_tail()}")
-            out[key] = res
+            out[cell["key"]] = res
     finally:
         if drv is not None:
             drv.stop()
         srv.stop()
     return out
+
+
+def _status_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+def _open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def measure_idle(pid: int, port: int, n: int) -> dict[str, Any]:
+    """Server RSS growth per 1,000 idle connections: open ``n``, wait until all are accepted."""
+    before = _status_kib(pid, "VmRSS")
+    fds = _open_fds(pid)
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=10.0))
+        deadline = time.monotonic() + 30.0
+        while _open_fds(pid) < fds + n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # let the server finish setting up what it accepted
+        accepted = _open_fds(pid) - fds
+        after = _status_kib(pid, "VmRSS")
+    finally:
+        for s in socks:
+            s.close()
+    return {"count": accepted, "rps": None, "p50_ms": None, "p99_ms": None, "errors": n - min(n, accepted),
+            "rss_mib": (after - before) / 1024.0 * 1000.0 / n}
 
 
 def median_or_none(values: list[float | None]) -> float | None:
@@ -372,8 +491,10 @@ def _ratio(v: float | None) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     med = report["results"]
-    cells = [f"{p}/c{c}" for p in report["config"]["payloads"] for c in report["config"]["concurrencies"]]
     cfg = report["config"]
+    all_cells = cfg["cells"]
+    cells = [c["key"] for c in all_cells if c["kind"] == "echo" and not c.get("tls")]
+    breadth = [c for c in all_cells if c["key"] not in cells]
     m = report["machine"]
     lines = [
         f"# sansio-tcpmsg benchmarks ({report['started']})",
@@ -414,23 +535,42 @@ def markdown(report: dict[str, Any]) -> str:
             continue
         row = [_ratio(by_cell.get(c, {}).get("ceiling", {}).get("rps")) for c in cells]
         lines.append(f"| {pair} | {roof} | " + " | ".join(row) + " |")
+    if breadth:
+        lines += ["", "## Beyond echo, NestJS as the baseline", "",
+                  "Small payload. `stream`: 100 items per call, items/s; `conns`: that many clients, one call in "
+                  "flight each, req/s; `idle`: server RSS growth per 1,000 idle connections (MiB, lower is better); "
+                  "`emit`: events/s handled by the server (16 emitters, each sending 100 `tick` events then "
+                  "calling `ticks`, which reads the server's count); `tls`: `echo` over TLS, req/s.", "",
+                  "| pair | " + " | ".join(f"{c['key']} ({c['unit']})" for c in breadth) + " |",
+                  "| --- | " + " | ".join("---:" for _ in breadth) + " |"]
+        for pair, by_cell in med.items():
+            if not any(c["key"] in by_cell for c in breadth):
+                continue
+            row = []
+            for c in breadth:
+                r = by_cell.get(c["key"], {})
+                metric = "rss_mib" if c["kind"] == "idle" else "rps"
+                row.append(_fmt(r.get(metric)) if pair == BASELINE else _ratio(r.get("ratio", {}).get(metric)))
+            lines.append(f"| {pair} | " + " | ".join(row) + " |")
+        lines += ["", f"(The `{BASELINE}` row shows absolute figures; the others, ratios to it.)"]
     lines += ["", "## All figures", "",
-              "| pair | payload | c | req/s | × | × ceiling | p50 ms | × | p99 ms | × | server RSS MiB | × |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "`rate` is req/s, or what the cell's unit says; for `idle`, RSS is MiB per 1,000 idle connections.",
+              "",
+              "| pair | cell | rate | × | × ceiling | p50 ms | × | p99 ms | × | server RSS MiB | × |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for pair, by_cell in med.items():
-        for c in cells:
+        for c in [c["key"] for c in all_cells]:
             r = by_cell.get(c)
             if r is None:
                 continue
-            payload, conc = c.split("/c")
             rt = r["ratio"]
             err = f" ({r['errors']} errors)" if r.get("errors") else ""
             if not r["reps"]:
-                lines.append(f"| {pair} | {payload} | {conc} | failed | | | | | | | | |")
+                lines.append(f"| {pair} | {c} | failed | | | | | | | | |")
                 continue
             roof = _ratio(r["ceiling"]["rps"]) if "ceiling" in r else ""
             lines.append(
-                f"| {pair} | {payload} | {conc} | {_fmt(r['rps'])}{err} | {_ratio(rt['rps'])} | {roof} | "
+                f"| {pair} | {c} | {_fmt(r['rps'])}{err} | {_ratio(rt['rps'])} | {roof} | "
                 f"{_fmt(r['p50_ms'], 3)} | {_ratio(rt['p50_ms'])} | {_fmt(r['p99_ms'], 3)} | "
                 f"{_ratio(rt['p99_ms'])} | {_fmt(r['rss_mib'], 1)} | {_ratio(rt['rss_mib'])} |"
             )
@@ -478,12 +618,16 @@ def main() -> None:
     ap.add_argument("--payloads", default=",".join(PAYLOADS))
     ap.add_argument("--concurrency", default=",".join(map(str, CONCURRENCIES)))
     ap.add_argument("--no-framer", action="store_true")
+    ap.add_argument("--no-breadth", action="store_true", help="echo cells only (no emit, stream, TLS, connections)")
+    ap.add_argument("--connections", type=int, default=None,
+                    help="connections of the conns and idle cells (default 1000; quick 200)")
     ap.add_argument("--list", action="store_true", help="list the pairs and exit")
     args = ap.parse_args()
     args.duration = args.duration if args.duration is not None else (0.2 if args.quick else 1.2)
     args.first_warmup = 0.3 if args.quick else 1.0
     args.warmup = args.warmup if args.warmup is not None else (0.05 if args.quick else 0.3)
     args.repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
+    args.connections = args.connections or (200 if args.quick else 1000)
 
     pairs = all_pairs()
     if args.list:
@@ -500,9 +644,13 @@ def main() -> None:
             roofs = [c for c in (ceiling_pair(*p) for p in chosen) if c is not None and c not in chosen]
             wanted = set(chosen) | set(roofs) | {("nest", "nest")}
             pairs = [p for p in pairs if p in wanted]
+    elif args.quick:  # a smoke run: each of ours as server and as client against NestJS, no ceilings
+        pairs = [p for p in pairs if "nest" in p and not any(k in RAW for k in p)]
     payloads = [p for p in args.payloads.split(",") if p]
     concs = [int(c) for c in args.concurrency.split(",") if c]
-    cells = [(p, c) for p in payloads for c in concs]
+    cells = echo_cells(payloads, concs) + ([] if args.no_breadth else breadth_cells(args.connections))
+    tmp = tempfile.TemporaryDirectory(prefix="tcpmsg-bench-")
+    certs = make_certs(Path(tmp.name)) if any(c.get("tls") for c in cells) else None
 
     nest_path = nest_modules()
     env_node = dict(os.environ, NODE_PATH=str(nest_path), NODE_NO_WARNINGS="1")
@@ -517,16 +665,18 @@ def main() -> None:
             name = pair_name(client, server)
             t0 = time.monotonic()
             try:
-                res = run_pair(client, server, cells, args, env_node, env_py)
+                res = run_pair(client, server, cells, args, env_node, env_py, certs)
             except Exception as exc:  # one broken pair must not stop the run
                 failures.append({"rep": rep + 1, "pair": name, "error": str(exc)})
                 print(f"[rep {rep + 1}] {name}: FAILED {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-                for payload, conc in cells:
-                    raw[name].setdefault(f"{payload}/c{conc}", []).append({"error": str(exc)})
+                for cell in cells:
+                    if runs_cell(client, server, cell):
+                        raw[name].setdefault(cell["key"], []).append({"error": str(exc)})
                 continue
             for key, r in res.items():
                 raw[name].setdefault(key, []).append(r)
-            summary = "  ".join(f"{k} {r['rps']:.0f}/s" for k, r in res.items())
+            summary = "  ".join(f"{k} {_fmt(r['rps'] if r['rps'] is not None else r['rss_mib'])}"
+                                for k, r in res.items())
             print(f"[rep {rep + 1}] {name} ({time.monotonic() - t0:.1f} s): {summary}", file=sys.stderr)
 
     framer = None
@@ -542,7 +692,7 @@ def main() -> None:
             "command": ("python bench/run.py " + argv).strip(),
             "duration": args.duration, "warmup": args.warmup, "first_warmup": args.first_warmup,
             "repeat": args.repeat,
-            "payloads": payloads, "concurrencies": concs, "pattern": "echo",
+            "payloads": payloads, "concurrencies": concs, "cells": cells,
         },
         "machine": machine_info(nest_path),
         "baseline": BASELINE,
@@ -551,6 +701,7 @@ def main() -> None:
         "failures": failures,
         "framer": framer,
     }
+    tmp.cleanup()
     md = markdown(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
