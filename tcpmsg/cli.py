@@ -45,6 +45,7 @@ from sansio_tcpmsg import (
 )
 from sansio_tcpmsg.health import HEALTH_ROUTE
 
+from . import bench
 from .output import dumps, say
 
 __all__ = ["EXIT_CONNECTION", "EXIT_REMOTE", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
@@ -233,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Send an event (a packet without id: the server answers nothing).")
     _add_client_args(p, timeout=False)
     p.set_defaults(func=cmd_emit)
+
+    p = sub.add_parser("bench", help="load-test a service: requests/s, latency percentiles, errors",
+                       description=bench.DESCRIPTION)
+    _add_client_args(p)
+    bench.add_arguments(p)
+    p.set_defaults(func=bench.cmd_bench)
 
     p = sub.add_parser("serve", help="serve a Router from a Python module",
                        description="Serve a sansio_tcpmsg.Router found in a Python module until Ctrl-C or SIGTERM. "
