@@ -415,7 +415,8 @@ class Balancer:
     def pick(self, now: float, avoid: PooledConnection | None = None) -> PooledConnection | None:
         """A live connection for one call (its pending count taken), or None if none is live.
 
-        ``avoid``: a connection the call just failed on (used only if it is the only one).
+        ``avoid``: a connection the call just failed on; another endpoint is picked if one
+        is live, else another connection, else ``avoid`` itself.
         """
         live = self._live
         n = len(live)
@@ -431,8 +432,12 @@ class Balancer:
             conn = best
         else:
             conn = live[i]
-        if conn is avoid and n > 1:
-            conn = live[(live.index(conn) + 1) % n]
+        if avoid is not None and conn.endpoint is avoid.endpoint and n > 1:
+            # A call that just failed there goes to another endpoint if there is one:
+            # its siblings on the same endpoint have likely lost their peer as well.
+            others = ([c for c in live if c.endpoint is not avoid.endpoint]
+                      or [c for c in live if c is not avoid])
+            conn = others[i % len(others)]
         self._next = i + 1
         conn.pending += 1
         return conn

@@ -322,10 +322,10 @@ class PooledClient:
         if actions:
             self._carry(actions)
 
-    async def _take(self, deadline: float | None) -> PooledConnection:
+    async def _take(self, deadline: float | None,
+                    avoid: PooledConnection | None = None) -> PooledConnection:
         """A connection whose link is open now: a call handed to it is sent; one that
         cannot be handed to a connection goes to the next."""
-        avoid = None
         while True:
             conn = await self._pick(deadline, avoid)
             link = conn.handle._link
@@ -346,8 +346,9 @@ class PooledClient:
             timeout = self.timeout
         deadline = None if timeout is None else anyio.current_time() + timeout
         resent = False
+        failed = None
         while True:
-            conn = await self._take(deadline)
+            conn = await self._take(deadline, failed)
             left = None if deadline is None else max(deadline - anyio.current_time(), 0.0)
             try:
                 return await conn.handle.send(pattern, data, timeout=left, metadata=metadata)
@@ -357,7 +358,7 @@ class PooledClient:
                 self._lost(conn)
                 if not may_resend(sent=True, idempotent=idempotent, resent=resent):
                     raise
-                resent = True
+                resent, failed = True, conn
             finally:
                 self._release(conn)
 

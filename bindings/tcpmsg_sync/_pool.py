@@ -293,14 +293,14 @@ class PooledClient:
         if actions:
             self._carry(actions)
 
-    def _begin(self, pattern: Any, data: Any, timeout: Any, metadata: Any,
-               stream: bool) -> tuple[PooledConnection, tuple[Any, str, Any, float | None]]:
+    def _begin(self, pattern: Any, data: Any, timeout: Any, metadata: Any, stream: bool,
+               avoid: PooledConnection | None = None,
+               ) -> tuple[PooledConnection, tuple[Any, str, Any, float | None]]:
         """Send on some connection; a call that cannot be handed to one goes to the next."""
         b = self._b
         if timeout is DEFAULT:
             timeout = self.timeout
         deadline = None if timeout is None else b.monotonic() + timeout
-        avoid = None
         while True:
             conn = self._pick(deadline, avoid)
             left = None if deadline is None else max(deadline - b.monotonic(), 0.0)
@@ -322,9 +322,10 @@ class PooledClient:
         sent once more on another connection; otherwise it raises ``ConnectionClosedError``.
         """
         resent = False
+        failed = None
         while True:
             conn, (session, request_id, waiter, deadline) = self._begin(
-                pattern, data, timeout, metadata, False)
+                pattern, data, timeout, metadata, False, failed)
             try:
                 kind, value = conn.handle._wait(session, waiter, request_id, deadline)
             finally:
@@ -336,7 +337,7 @@ class PooledClient:
             self._lost(conn)
             if not may_resend(sent=True, idempotent=idempotent, resent=resent):
                 raise value
-            resent = True
+            resent, failed = True, conn
             if deadline is not None:
                 timeout = max(deadline - self._b.monotonic(), 0.0)
 

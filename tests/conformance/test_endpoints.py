@@ -13,7 +13,7 @@ import socket
 import time
 
 import pytest
-from conftest import BINDING_NAME, free_port
+from conftest import free_port
 from tcpmsg_facade import HOST
 
 import sansio_tcpmsg as st
@@ -170,5 +170,12 @@ def test_bad_endpoints_are_named(binding, bad):
             pass
 
 
-def test_binding_under_test_is_named():
-    assert BINDING_NAME
+def test_idempotent_calls_survive_a_kill_even_before_it_is_noticed(binding, server_process):
+    procs = three(server_process)
+    endpoints = [(HOST, p.port) for p in procs.values()]
+    with binding.connect(None, endpoints=endpoints, pool_size=2, timeout=20, backoff_max=1.0) as c:
+        assert binding.wait_until(lambda: all(e.connections == 2 for e in c.endpoints), timeout=10), c.endpoints
+        procs["c"].kill()
+        hits = spread(c, 60, idempotent=True)  # some are sent to c's dead connections first
+        assert sum(hits.values()) == 60 and hits["c"] == 0, hits
+        assert binding.wait_until(lambda: states(c)[procs["c"].port] is DOWN, timeout=10), c.endpoints

@@ -87,6 +87,14 @@ def test_avoid_skips_the_failed_connection_unless_it_is_the_only_one() -> None:
     assert b.pick(0.0, avoid=conns[1]) is conns[0]
     single, [only] = up([A])
     assert single.pick(0.0, avoid=only) is only
+    pooled, conns = up([A, B], pool_size=2)
+    a1, a2, b1, b2 = conns
+    for _ in range(4):  # whichever comes next, a call that failed on A goes to B
+        assert pooled.pick(0.0, avoid=a1) in (b1, b2)
+    pooled.lost(b1, 0.0)
+    pooled.lost(b2, 0.0)
+    for _ in range(2):  # no other endpoint: another connection of A
+        assert pooled.pick(0.0, avoid=a1) is a2
 
 
 def test_refused_endpoint_backs_off_exponentially_capped_and_comes_back() -> None:
