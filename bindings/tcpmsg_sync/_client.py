@@ -6,7 +6,6 @@ import inspect
 import logging
 import socket
 import ssl
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol
 
@@ -30,7 +29,8 @@ from sansio_tcpmsg import (
 )
 
 from ._backends.base import Backend, Empty, FutureLike, QueueLike, Task
-from ._pool import DEFAULT, pooled
+from ._calls import DEFAULT, windowed
+from ._pool import pooled
 from ._tls import TlsLayer
 
 __all__ = ["Client"]
@@ -526,19 +526,7 @@ class Client:
         flight, from this one thread) and yield the replies in order; a failed call
         raises at its place. Leaving early leaves the calls in flight to end by
         themselves (reply or timeout)."""
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"window must be an int of at least 1, got {window!r}")
-        return self._map(pattern, datas, timeout, metadata, window)
-
-    def _map(self, pattern: Any, datas: Iterable[Any], timeout: float | None, metadata: Any,
-             window: int) -> Iterator[Any]:
-        in_flight: deque[FutureLike] = deque()
-        for data in datas:
-            if len(in_flight) >= window:
-                yield in_flight.popleft().result()
-            in_flight.append(self.submit(pattern, data, timeout=timeout, metadata=metadata))
-        while in_flight:
-            yield in_flight.popleft().result()
+        return windowed(self.submit, pattern, datas, timeout, metadata, window)
 
     def stream(self, pattern: Any, data: Any, *, timeout: float | None = DEFAULT,
                metadata: Any = None) -> Iterator[Any]:

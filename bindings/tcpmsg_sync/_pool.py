@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sansio_tcpmsg import ConnectionClosedError, ConnectionStatus
@@ -28,20 +28,15 @@ from sansio_tcpmsg.balancing import (
     pool_targets,
 )
 
+from ._backends.base import FutureLike
+from ._calls import DEFAULT, windowed
+
 if TYPE_CHECKING:
     from ._client import Client
 
-__all__ = ["DEFAULT", "PooledClient", "pooled"]
+__all__ = ["PooledClient", "pooled"]
 
 log = logging.getLogger("tcpmsg.client")
-
-class _Default:
-    def __repr__(self) -> str:
-        return "<default>"
-
-
-DEFAULT: Any = _Default()
-"""Marks "use the client's default timeout"."""
 
 def pooled(member: type[Client], host: str | None, port: int | None,
            options: dict[str, Any]) -> PooledClient | None:
@@ -293,6 +288,9 @@ class PooledClient:
         if actions:
             self._carry(actions)
 
+    def _released(self, conn: PooledConnection, _future: object) -> None:
+        self._release(conn)
+
     def _begin(self, pattern: Any, data: Any, timeout: Any, metadata: Any, stream: bool,
                avoid: PooledConnection | None = None,
                ) -> tuple[PooledConnection, tuple[Any, str, Any, float | None]]:
@@ -304,8 +302,11 @@ class PooledClient:
         while True:
             conn = self._pick(deadline, avoid)
             left = None if deadline is None else max(deadline - b.monotonic(), 0.0)
+            waiter = b.queue()
             try:
-                return conn, conn.handle._start(pattern, data, left, metadata, stream)
+                session, request_id, call_deadline = conn.handle._start(
+                    pattern, data, left, metadata, stream, waiter)
+                return conn, (session, request_id, waiter, call_deadline)
             except ConnectionClosedError:
                 self._release(conn)
                 self._lost(conn)
@@ -340,6 +341,34 @@ class PooledClient:
             resent, failed = True, conn
             if deadline is not None:
                 timeout = max(deadline - self._b.monotonic(), 0.0)
+
+    def submit(self, pattern: Any, data: Any = None, *, timeout: Any = DEFAULT,
+               metadata: Any = None) -> FutureLike:
+        """Send a request on one live connection and return at once a future of its
+        reply (see the single-connection client's ``submit``); not re-sent if its
+        connection dies."""
+        avoid = None
+        while True:
+            conn = self._pick(None, avoid)
+            try:
+                future: FutureLike = conn.handle.submit(pattern, data, timeout=timeout,
+                                                        metadata=metadata)
+            except ConnectionClosedError:  # not sent: the next connection takes it
+                self._release(conn)
+                self._lost(conn)
+                avoid = conn
+                continue
+            except BaseException:
+                self._release(conn)
+                raise
+            future.add_done_callback(functools.partial(self._released, conn))
+            return future
+
+    def map(self, pattern: Any, datas: Iterable[Any], *, timeout: Any = DEFAULT,
+            metadata: Any = None, window: int = 64) -> Iterator[Any]:
+        """Send ``pattern`` with each item of ``datas`` (at most ``window`` in flight, over
+        the pool's connections) and yield the replies in order."""
+        return windowed(self.submit, pattern, datas, timeout, metadata, window)
 
     def stream(self, pattern: Any, data: Any, *, timeout: Any = DEFAULT,
                metadata: Any = None) -> Iterator[Any]:

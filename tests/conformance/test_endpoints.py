@@ -179,3 +179,18 @@ def test_idempotent_calls_survive_a_kill_even_before_it_is_noticed(binding, serv
         hits = spread(c, 60, idempotent=True)  # some are sent to c's dead connections first
         assert sum(hits.values()) == 60 and hits["c"] == 0, hits
         assert binding.wait_until(lambda: states(c)[procs["c"].port] is DOWN, timeout=10), c.endpoints
+
+
+def test_submit_and_map_spread_over_the_pool(binding, server_process):
+    if not hasattr(binding.mod.PooledClient, "submit"):
+        pytest.skip("submit() and map() are the sync bindings'")
+    procs = three(server_process)
+    with binding.connect(None, endpoints=[(HOST, p.port) for p in procs.values()], timeout=10) as c:
+        assert binding.wait_until(lambda: all(e.state is UP for e in c.endpoints), timeout=10), c.endpoints
+        futures = [c.raw.submit("whoami", 0.05) for _ in range(30)]
+        hits = collections.Counter(f.result(10) for f in futures)
+        assert hits == {"a": 10, "b": 10, "c": 10}, hits
+        assert list(c.raw.map("echo", range(40), window=8)) == list(range(40))
+        assert binding.wait_until(lambda: all(e.pending == 0 for e in c.endpoints), timeout=5), c.endpoints
+        with pytest.raises(ValueError, match="window"):
+            c.raw.map("echo", [1], window=0)
