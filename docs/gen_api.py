@@ -28,13 +28,14 @@ MODULES = [
     ("sansio_tcpmsg.balancing", "Many endpoints, pools and failover: the decisions a pooled client carries out."),
     ("sansio_tcpmsg.health", "The built-in health route: what a balancer's check sends and what it gets back."),
     ("sansio_tcpmsg.testing", "In-memory testing: no sockets, no threads, a fake clock."),
+    ("sansio_tcpmsg.handlers", "Handler kinds, which binding runs them, what a result means, middleware."),
     ("tcpmsg_threads", "Blocking client and server for plain threads (standard library only)."),
     ("tcpmsg_gevent", "Client and server for gevent (extra `[gevent]`)."),
     ("tcpmsg_anyio", "Async client and server over anyio, for asyncio and trio (extras `[anyio]`, `[trio]`)."),
     ("tcpmsg.workers", "Several worker processes serving one port (`tcpmsg serve --workers N`)."),
 ]
 
-CORE_MODULES = ("sansio_tcpmsg", "sansio_tcpmsg.testing")
+CORE_MODULES = ("sansio_tcpmsg", "sansio_tcpmsg.testing", "sansio_tcpmsg.handlers")
 
 
 def anchor(module: str, name: str) -> str:
@@ -62,6 +63,8 @@ def home(obj: Any) -> str | None:
     module = getattr(obj, "__module__", "") or ""
     if module.startswith("sansio_tcpmsg.testing"):
         return "sansio_tcpmsg.testing"
+    if module.startswith("sansio_tcpmsg.handlers"):
+        return "sansio_tcpmsg.handlers"
     if module.startswith("sansio_tcpmsg"):
         return "sansio_tcpmsg"
     return None

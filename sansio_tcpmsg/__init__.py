@@ -44,7 +44,7 @@ from .keepalive import Keepalive
 from .limits import Limits
 from .patterns import normalize_pattern
 from .proxy import ProxyHeader, ProxyHeaderReader
-from .routing import Context, Handler, Router
+from .routing import Context, Handler, Middleware, Router
 from .server import ServerConnection
 from .status import ConnectionStatus
 
@@ -72,6 +72,7 @@ __all__ = [
     "Keepalive",
     "Limits",
     "LocalProtocolError",
+    "Middleware",
     "NoHandlerError",
     "PacketDropped",
     "PatternError",

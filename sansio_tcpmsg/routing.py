@@ -10,10 +10,18 @@ from typing import Any, TypeVar
 
 from .patterns import normalize_pattern
 
-__all__ = ["Context", "Handler", "Router"]
+__all__ = ["Context", "Handler", "Middleware", "Router"]
 
 Handler = Callable[[Any, "Context"], Any]
 """A handler as the bindings call it: ``handler(data, ctx)``."""
+
+Middleware = Callable[[Any, "Context", Handler], Any]
+"""``middleware(data, ctx, call_next)``: returns ``call_next(data, ctx)`` or its own value
+(on anyio an ``async def`` that awaits ``call_next``)."""
+
+# A handler and the middleware stacks around it, outermost first. The stacks are the
+# routers' own lists, so middleware added after a handler still wraps it.
+_Entry = tuple[Handler, tuple[list[Middleware], ...]]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,15 +70,16 @@ class Router:
     """
 
     def __init__(self) -> None:
-        self._messages: dict[str, Handler] = {}
-        self._events: dict[str, tuple[Handler, ...]] = {}
+        self._middleware: list[Middleware] = []
+        self._messages: dict[str, _Entry] = {}
+        self._events: dict[str, tuple[_Entry, ...]] = {}
 
     def message(self, pattern: Any) -> Callable[[F], F]:
         """Decorator: ``func`` answers requests whose pattern normalizes like ``pattern``."""
         route = normalize_pattern(pattern)
 
         def register(func: F) -> F:
-            self._messages[route] = _with_context(func)
+            self._messages[route] = (_with_context(func), (self._middleware,))
             return func
 
         return register
@@ -80,24 +89,43 @@ class Router:
         route = normalize_pattern(pattern)
 
         def register(func: F) -> F:
-            self._events[route] = (*self._events.get(route, ()), _with_context(func))
+            entry = (_with_context(func), (self._middleware,))
+            self._events[route] = (*self._events.get(route, ()), entry)
             return func
 
         return register
 
+    def use(self, middleware: Middleware) -> Middleware:
+        """Wrap every handler of this router, requests and events, in ``middleware``.
+
+        Called as ``middleware(data, ctx, call_next)``; it returns ``call_next(data, ctx)``
+        (on anyio: ``await call_next(data, ctx)``) or a value of its own, and may change
+        ``data`` or the result, or raise (an :class:`~sansio_tcpmsg.RpcError` answers the
+        caller). The first registered is the outermost. Usable as a decorator.
+        """
+        self._middleware.append(middleware)
+        return middleware
+
     def include(self, other: Router) -> None:
-        """Add every handler of ``other`` to this router, as if registered here now."""
-        self._messages.update(other._messages)
-        for route, handlers in other._events.items():
-            self._events[route] = (*self._events.get(route, ()), *handlers)
+        """Add every handler of ``other`` to this router, as if registered here now.
+
+        ``other``'s handlers keep ``other``'s middleware, inside this router's own.
+        """
+        for route, (handler, stacks) in other._messages.items():
+            self._messages[route] = (handler, (self._middleware, *stacks))
+        for route, entries in other._events.items():
+            added = tuple((handler, (self._middleware, *stacks)) for handler, stacks in entries)
+            self._events[route] = (*self._events.get(route, ()), *added)
 
     def message_handler(self, route: str | None) -> Handler | None:
-        """The handler for requests on ``route``, if any."""
-        return self._messages.get(route) if route is not None else None
+        """The handler for requests on ``route``, if any (without middleware)."""
+        entry = self._messages.get(route) if route is not None else None
+        return None if entry is None else entry[0]
 
     def event_handlers(self, route: str | None) -> tuple[Handler, ...]:
-        """The handlers for events on ``route``, in order (possibly none)."""
-        return self._events.get(route, ()) if route is not None else ()
+        """The handlers for events on ``route``, in order, possibly none (without middleware)."""
+        entries = self._events.get(route, ()) if route is not None else ()
+        return tuple(handler for handler, _ in entries)
 
     @property
     def routes(self) -> list[str]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
 
 from .codec import Codec
 from .connection import Connection
-from .errors import LocalProtocolError, ProxyHeaderError, UnserializableError
+from .errors import LocalProtocolError, ProxyHeaderError, RpcError, UnserializableError
 from .events import EventReceived, PacketDropped, RequestReceived
+from .handlers import Handlers, Stream, log, stream_of
 from .health import HEALTH_ROUTE, health_reply
 from .limits import Limits
 from .packets import (
@@ -26,6 +28,19 @@ from .proxy import ProxyHeader, ProxyHeaderReader
 from .routing import Context, Router
 
 __all__ = ["ServerConnection"]
+
+_DEBUG = logging.DEBUG
+
+
+def _done(what: str, context: Context, outcome: str, started: float | None, now: float | None) -> None:
+    """The one DEBUG line per request and per event, the same on every binding."""
+    if started is None or now is None:
+        log.debug("%s %r (route %s) from %s: %s", what, context.pattern, context.route, context.peer, outcome)
+    else:
+        log.debug(
+            "%s %r (route %s) from %s: %s in %.2f ms",
+            what, context.pattern, context.route, context.peer, outcome, (now - started) * 1000,
+        )
 
 
 class ServerConnection(Connection):
@@ -45,11 +60,17 @@ class ServerConnection(Connection):
 
     Requests on the reserved :data:`~sansio_tcpmsg.health.HEALTH_ROUTE` are answered by
     the connection itself: ``"serving"``, or an error once ``draining`` is set.
+
+    A binding hands what the handler returned to :meth:`handler_returned` and what it
+    raised to :meth:`handler_raised` (events: :meth:`event_returned`,
+    :meth:`event_raised`, :meth:`event_done`): what that means is decided here.
+    ``router`` is a :class:`Router`, or the :class:`~sansio_tcpmsg.handlers.Handlers` a
+    binding built from it (checked for that binding, middleware included).
     """
 
     def __init__(
         self,
-        router: Router,
+        router: Router | Handlers,
         *,
         peer: Any = None,
         proxy_protocol: bool = False,
@@ -58,6 +79,7 @@ class ServerConnection(Connection):
     ) -> None:
         super().__init__(limits=limits, codec=codec)
         self.router = router
+        self.family = router.family if isinstance(router, Handlers) else None
         self.peer = peer
         #: The PROXY header the connection began with, once read (None without one).
         self.proxy_header: ProxyHeader | None = None
@@ -66,8 +88,10 @@ class ServerConnection(Connection):
         self._proxy = ProxyHeaderReader() if proxy_protocol else None
         self._idle_quiet: float | None = None  # set by close_when_idle
         self._last_received = -math.inf
-        self._in_flight: dict[int, Any] = {}  # our request id -> the client's id
+        # our request id -> [the client's id, context, when received, items streamed]
+        self._in_flight: dict[int, list[Any]] = {}
         self._next_id = 0
+        self._event_failed = False
 
     @property
     def in_flight(self) -> int:
@@ -155,47 +179,107 @@ class ServerConnection(Connection):
         handler = self.router.message_handler(route)
         if handler is None:
             self._queue(no_handler_packet(incoming.id))
+            if log.isEnabledFor(_DEBUG):
+                _done("request", context, "no handler", None, None)
             return
         self._next_id += 1
-        self._in_flight[self._next_id] = incoming.id
+        self._in_flight[self._next_id] = [incoming.id, context, self._last_received, 0]
         self._events.append(RequestReceived(self._next_id, incoming.data, context, handler))
 
     def _reply(
-        self, request_id: int, write: Callable[[Any, Any], dict[str, Any]], value: Any, *, final: bool
+        self,
+        request_id: int,
+        write: Callable[[Any, Any], dict[str, Any]],
+        value: Any,
+        *,
+        final: bool,
+        outcome: str = "",
+        now: float | None = None,
     ) -> None:
         if self.closed:
             return  # the peer is gone; NestJS drops such replies too
         in_flight = self._in_flight
-        if request_id not in in_flight:
+        record = in_flight.get(request_id)
+        if record is None:
             raise LocalProtocolError(f"request {request_id} is not waiting for a reply")
-        self._queue(write(in_flight[request_id], value))  # raises UnserializableError first
-        if final:
-            del in_flight[request_id]
-            if self._idle_quiet is not None and not in_flight:
-                self.close()
+        self._queue(write(record[0], value))  # raises UnserializableError first
+        if not final:
+            record[3] += 1
+            return
+        del in_flight[request_id]
+        if log.isEnabledFor(_DEBUG):
+            _done("request", record[1], outcome or f"streamed {record[3]}", record[2], now)
+        if self._idle_quiet is not None and not in_flight:
+            self.close()
 
-    def respond(self, request_id: int, value: Any) -> None:
+    def respond(self, request_id: int, value: Any, now: float | None = None) -> None:
         """Reply with a single value; ``None`` replies with no value, as ``undefined`` does.
 
         Raises :class:`UnserializableError` for a value JSON cannot carry, with nothing
-        queued and the request still waiting: answer it with ``fail``.
+        queued and the request still waiting: answer it with ``fail``. ``now`` (the
+        binding's clock) dates the DEBUG line.
         """
-        self._reply(request_id, reply_packet, value, final=True)
+        self._reply(request_id, reply_packet, value, final=True, outcome="replied", now=now)
 
     def send_item(self, request_id: int, value: Any) -> None:
         """Send one value of a streamed reply (raises as ``respond`` does)."""
         self._reply(request_id, item_packet, value, final=False)
 
-    def end_stream(self, request_id: int) -> None:
+    def end_stream(self, request_id: int, now: float | None = None) -> None:
         """Complete a streamed reply."""
-        self._reply(request_id, reply_packet, None, final=True)  # a reply with no value
+        self._reply(request_id, reply_packet, None, final=True, now=now)  # a reply with no value
 
-    def fail(self, request_id: int, exc: BaseException) -> None:
+    def fail(self, request_id: int, exc: BaseException, now: float | None = None) -> None:
         """Reply with the error NestJS sends for ``exc`` (see :func:`error_payload`)."""
         try:
-            self._reply(request_id, error_packet, error_payload(exc), final=True)
+            self._reply(request_id, error_packet, error_payload(exc), final=True, outcome="failed", now=now)
         except UnserializableError:
-            self._reply(request_id, error_packet, INTERNAL_ERROR, final=True)
+            self._reply(request_id, error_packet, INTERNAL_ERROR, final=True, outcome="failed", now=now)
+
+    # -- what a handler's outcome means -------------------------------------------------
+
+    def handler_returned(self, request_id: int, result: Any, now: float | None = None) -> Stream | None:
+        """A request's handler returned ``result``: reply with it and return None, or
+        return how it streams; the binding then sends each item with :meth:`send_item`
+        and ends with :meth:`end_stream`.
+
+        Raises :class:`TypeError` for a result this binding cannot use (a coroutine from
+        a plain function), :class:`UnserializableError` for a value JSON cannot carry:
+        pass either to :meth:`handler_raised`.
+        """
+        stream = stream_of(result, self.family)
+        if stream is None:
+            self.respond(request_id, result, now)
+        return stream
+
+    def handler_raised(self, request_id: int, exc: Exception, now: float | None = None) -> None:
+        """A request's handler (or its reply) failed with ``exc``: log it unless it is an
+        :class:`RpcError` the handler meant to send, and answer with :meth:`fail`."""
+        if not isinstance(exc, RpcError):
+            record = self._in_flight.get(request_id)
+            route = None if record is None else record[1].route
+            log.error("handler for %r failed", route, exc_info=exc)
+        self.fail(request_id, exc, now)
+
+    def event_returned(self, result: Any) -> Stream | None:
+        """An event handler returned ``result``: None, or how it streams (the binding
+        drains it, ignoring the items). Raises as :meth:`handler_returned` does."""
+        return stream_of(result, self.family)
+
+    def event_raised(self, event: EventReceived, exc: Exception) -> None:
+        """An event handler failed: log it (the other handlers still run)."""
+        self._event_failed = True
+        log.error("event handler for %r failed", event.context.route, exc_info=exc)
+
+    def event_done(self, event: EventReceived, started: float | None = None, now: float | None = None) -> None:
+        """Every handler of ``event`` has run, from ``started`` to ``now`` (the binding's
+        clock); events of a connection run one at a time."""
+        failed, self._event_failed = self._event_failed, False
+        if not event.handlers:
+            log.warning("no event handler for %r", event.context.route)
+        if log.isEnabledFor(_DEBUG):
+            outcome = "failed" if failed else f"handled by {len(event.handlers)}" if event.handlers else "no handler"
+            _done("event", event.context, outcome, started, now)
 
     def _abandon(self) -> tuple[str, ...]:
         self._in_flight.clear()

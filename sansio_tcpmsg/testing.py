@@ -10,15 +10,18 @@ through the real wire encoding, as a NestJS client would::
     client = TestClient(router)
     assert client.send({"cmd": "sum"}, [1, 2]) == 3
 
-Handlers run synchronously: plain functions and generators, and coroutines or async
-generators that finish without waiting on an event loop (``async def`` handlers that
-only compute). A handler that really waits needs a binding's server.
+Handlers mean what they mean on every binding (:mod:`sansio_tcpmsg.handlers`): a router
+with an ``async def`` handler or middleware is run as ``tcpmsg_anyio`` runs it, any other
+as ``tcpmsg_threads`` does, refusing what that binding refuses. Handlers run
+synchronously: coroutines and async generators must finish without waiting on an event
+loop (``async def`` handlers that only compute). A handler that really waits needs a
+binding's server. As on a server, an event handler's exception is logged, not raised.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
 from .client import ClientConnection
@@ -30,11 +33,12 @@ from .events import (
     ResponseReceived,
     StreamItemReceived,
 )
+from .handlers import Family, Handlers, Kind, Stream, family_of
 from .limits import Limits
-from .routing import Router
+from .routing import Context, Handler, Router
 from .server import ServerConnection
 
-__all__ = ["ConnectionPair", "FakeClock", "TestClient", "run_handler"]
+__all__ = ["ConnectionPair", "FakeClock", "TestClient", "run_event", "run_handler"]
 
 
 class FakeClock:
@@ -56,7 +60,7 @@ class ConnectionPair:
 
     def __init__(
         self,
-        router: Router,
+        router: Router | Handlers,
         *,
         limits: Limits | None = None,
         clock: FakeClock | None = None,
@@ -86,24 +90,30 @@ class ConnectionPair:
 
 def run_handler(server: ServerConnection, event: RequestReceived) -> None:
     """Run a request's handler to the end and queue its reply, as a binding would."""
+    request_id = event.request_id
     try:
-        result = _finish(event.handler(event.data, event.context))
-        if inspect.isgenerator(result):
-            for item in result:
-                server.send_item(event.request_id, item)
-            server.end_stream(event.request_id)
-        elif inspect.isasyncgen(result):
-            while True:
-                try:
-                    item = _drive(result.__anext__())
-                except StopAsyncIteration:
-                    break
-                server.send_item(event.request_id, item)
-            server.end_stream(event.request_id)
-        else:
-            server.respond(event.request_id, result)
+        result = _CALL[server.family](event.handler(event.data, event.context))
+        stream = server.handler_returned(request_id, result)
+        if stream is not None:
+            for item in _DRAIN[stream](result):
+                server.send_item(request_id, item)
+            server.end_stream(request_id)
     except Exception as exc:  # the reply says what went wrong, as in any binding
-        server.fail(event.request_id, exc)
+        server.handler_raised(request_id, exc)
+
+
+def run_event(server: ServerConnection, event: EventReceived) -> None:
+    """Run an event's handlers in order, as a binding would (failures are logged)."""
+    for handler in event.handlers:
+        try:
+            result = _CALL[server.family](handler(event.data, event.context))
+            stream = server.event_returned(result)
+            if stream is not None:
+                for _ in _DRAIN[stream](result):
+                    pass
+        except Exception as exc:
+            server.event_raised(event, exc)
+    server.event_done(event)
 
 
 def _finish(result: Any) -> Any:
@@ -121,13 +131,49 @@ def _drive(coro: Coroutine[Any, Any, Any] | Any) -> Any:
     raise RuntimeError("the handler waited on an event loop; test it with a binding's server")
 
 
+def _value(result: Any) -> Any:
+    return result
+
+
+# What a call gives: on the async family always a coroutine (run it to its end); on the
+# sync family the result itself; with a bare router, a coroutine is run.
+_CALL: dict[Family | None, Callable[[Any], Any]] = {Family.ASYNC: _drive, Family.SYNC: _value, None: _finish}
+
+
+def _async_items(items: AsyncIterator[Any]) -> Iterator[Any]:
+    while True:
+        try:
+            yield _drive(items.__anext__())
+        except StopAsyncIteration:
+            return
+
+
+_DRAIN: dict[Stream, Callable[[Any], Iterator[Any]]] = {Stream.ITEMS: iter, Stream.ASYNC_ITEMS: _async_items}
+
+
+def _awaitable(handler: Handler) -> Handler:
+    """For async middleware: ``call_next`` gives an awaitable whatever the handler's kind."""
+
+    async def call(data: Any, ctx: Context) -> Any:
+        return handler(data, ctx)
+
+    return call
+
+
+_AWAITABLE: dict[Kind, Callable[[Handler], Handler]] = {kind: _awaitable for kind in Kind if kind is not Kind.ASYNC}
+
+
 class TestClient:
     """Call a router's handlers through real frames, without sockets or threads."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, router: Router, *, limits: Limits | None = None) -> None:
-        self.pair = ConnectionPair(router, limits=limits)
+    def __init__(self, router: Router, *, limits: Limits | None = None, family: Family | None = None) -> None:
+        family = family_of(router) if family is None else family
+        name = "tcpmsg_anyio" if family is Family.ASYNC else "tcpmsg_threads"
+        invoke = _AWAITABLE if family is Family.ASYNC else None
+        self.handlers = Handlers(router, family=family, binding=name, invoke=invoke)
+        self.pair = ConnectionPair(self.handlers, limits=limits)
 
     def _exchange(self) -> list[Event]:
         for event in self.pair.to_server():
@@ -135,8 +181,7 @@ class TestClient:
                 run_handler(self.pair.server, event)
             else:
                 assert isinstance(event, EventReceived)  # a well-formed client sends nothing else
-                for handler in event.handlers:
-                    _finish(handler(event.data, event.context))
+                run_event(self.pair.server, event)
         return self.pair.to_client()
 
     def send(self, pattern: Any, data: Any, *, metadata: Any = None) -> Any:

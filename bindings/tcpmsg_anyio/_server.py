@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, ParamSpec
 
@@ -30,9 +29,9 @@ from sansio_tcpmsg import (
     ProtocolErrorOccurred,
     RequestReceived,
     Router,
-    RpcError,
     ServerConnection,
 )
+from sansio_tcpmsg.handlers import Family, Handlers, Kind, Stream, close
 
 from ._aio import ProtocolCarrier
 from ._link import Link, Mailbox, StreamCarrier, close_stream, running_loop
@@ -42,22 +41,22 @@ __all__ = ["Server", "run", "serve"]
 logger = logging.getLogger("tcpmsg.server")
 
 _HANDSHAKE_TIMEOUT = 10.0
-_STREAMED = object()  # a handler's reply was streamed item by item
-_DONE = object()
+
+# How an item of a streamed result is handed on: True while the stream should go on.
+_Send = Callable[[Any], bool]
 
 
-_ASYNC, _ASYNC_GEN, _GEN, _SYNC = range(4)
+def _called(handler: Handler) -> Handler:
+    """A (async) generator function: calling it runs nothing, so call it in the loop."""
+
+    async def call(data: Any, ctx: Context) -> Any:
+        return handler(data, ctx)
+
+    return call
 
 
-def _kind(handler: Any) -> int:
-    fn = inspect.unwrap(handler)
-    if inspect.isasyncgenfunction(fn):
-        return _ASYNC_GEN
-    if inspect.isgeneratorfunction(fn):
-        return _GEN
-    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
-        return _ASYNC
-    return _SYNC
+def _discard(item: Any) -> bool:
+    return True
 
 
 class _ServerLink(Link[ServerConnection]):
@@ -148,7 +147,14 @@ class Server:
         self._stopped = anyio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._aio_servers: list[asyncio.AbstractServer] = []
-        self._kinds: dict[Any, int] = {}
+        # Refuses here, before binding, a middleware this binding cannot run. ``async def``
+        # handlers are awaited as they are (no frame more); the others go through these.
+        self.handlers = Handlers(router, family=Family.ASYNC, binding="tcpmsg_anyio", invoke={
+            Kind.PLAIN: self._in_thread, Kind.GENERATOR: _called, Kind.ASYNC_GENERATOR: _called,
+        })
+        self._drains: dict[Stream, Callable[[Any, _Send], Awaitable[None]]] = {
+            Stream.ITEMS: self._drain_in_thread, Stream.ASYNC_ITEMS: _drain_async,
+        }
 
     def _notify(self) -> None:
         self._changed.set()
@@ -298,7 +304,7 @@ class Server:
 
     def _connection(self, peer: Any) -> ServerConnection:
         conn = ServerConnection(
-            self.router, peer=peer, limits=self.limits, codec=self.codec, proxy_protocol=self.proxy_protocol
+            self.handlers, peer=peer, limits=self.limits, codec=self.codec, proxy_protocol=self.proxy_protocol
         )
         conn.draining = self.draining
         return conn
@@ -361,65 +367,54 @@ class Server:
             self._active -= 1
             self._notify()
 
-    # -- handlers ---------------------------------------------------------------------
+    # -- handlers: where they run and how we wait (what results mean is the core's) -----
 
-    def _kind(self, handler: Handler) -> int:
+    def _in_thread(self, handler: Handler) -> Handler:
+        limiter = self._limiter
+
+        async def call(data: Any, ctx: Context) -> Any:
+            return await anyio.to_thread.run_sync(handler, data, ctx, limiter=limiter, abandon_on_cancel=True)
+
+        return call
+
+    async def _drain_in_thread(self, items: Iterator[Any], send: _Send) -> None:
+        """Iterate in one worker thread, which owns the iterator (and closes it); each
+        item is handed to ``send`` in the loop. Cancelled, we leave at once and the thread
+        stops at its next item."""
+        stopped = False
+
+        def hand_on(item: Any) -> bool:
+            return not stopped and send(item)
+
+        def run() -> None:
+            try:
+                for item in items:
+                    if not anyio.from_thread.run_sync(hand_on, item):
+                        return
+            finally:
+                close(items)
+
         try:
-            kind = self._kinds.get(handler)
-            if kind is None:
-                kind = self._kinds[handler] = _kind(handler)
-        except TypeError:  # an unhashable callable
-            kind = _kind(handler)
-        return kind
-
-    async def _call(
-        self, handler: Handler, data: Any, ctx: Context, on_item: Callable[[Any], None]
-    ) -> Any:
-        """Run a handler the way its kind asks; return its value or ``_STREAMED``."""
-        kind = self._kind(handler)
-        if kind == _ASYNC:
-            return await handler(data, ctx)
-        if kind == _ASYNC_GEN:
-            async with aclosing(handler(data, ctx)) as agen:
-                async for item in agen:
-                    on_item(item)
-            return _STREAMED
-        if kind == _GEN:
-            gen = handler(data, ctx)
-            while True:
-                item = await anyio.to_thread.run_sync(
-                    next, gen, _DONE, limiter=self._limiter, abandon_on_cancel=True
-                )
-                if item is _DONE:
-                    return _STREAMED
-                on_item(item)
-        result = await anyio.to_thread.run_sync(
-            handler, data, ctx, limiter=self._limiter, abandon_on_cancel=True
-        )
-        if inspect.isawaitable(result):
-            result = await result
-        return result
+            await anyio.to_thread.run_sync(run, limiter=self._limiter, abandon_on_cancel=True)
+        finally:
+            stopped = True
 
     async def _run_request(self, link: _ServerLink, event: RequestReceived) -> None:
-        conn, request_id, handler = link.conn, event.request_id, event.handler
+        conn, request_id = link.conn, event.request_id
         try:
-            if self._kind(handler) == _ASYNC:  # the common case, without a frame more
-                result = await handler(event.data, event.context)
-            else:
+            result = await event.handler(event.data, event.context)
+            stream = conn.handler_returned(request_id, result, link.time())
+            if stream is not None:
 
-                def send_item(value: Any) -> None:
-                    conn.send_item(request_id, value)
+                def send(item: Any) -> bool:
+                    conn.send_item(request_id, item)
                     link.pump()
+                    return not conn.closed
 
-                result = await self._call(handler, event.data, event.context, send_item)
-            if result is _STREAMED:
-                conn.end_stream(request_id)
-            else:
-                conn.respond(request_id, result)  # a value JSON cannot carry raises
+                await self._drains[stream](result, send)
+                conn.end_stream(request_id, link.time())
         except Exception as exc:
-            if not isinstance(exc, RpcError):
-                logger.exception("handler for %r failed", event.context.route)
-            conn.fail(request_id, exc)
+            conn.handler_raised(request_id, exc, link.time())
         finally:
             link.tasks.pop(request_id, None)
         link.carrier.kick()  # the reply leaves with the others of this loop iteration
@@ -427,24 +422,35 @@ class Server:
             self._notify()
 
     async def _event_worker(self, link: _ServerLink) -> None:
+        conn = link.conn
         try:
             while True:
                 event: EventReceived | None = await link.events.get()
                 if event is None:
                     return
-                if not event.handlers:
-                    logger.warning("no event handler for %r", event.context.route)
+                started = link.time()
                 for handler in event.handlers:
                     try:
-                        await self._call(handler, event.data, event.context, _discard)
-                    except Exception:
-                        logger.exception("event handler for %r failed", event.context.route)
+                        result = await handler(event.data, event.context)
+                        stream = conn.event_returned(result)
+                        if stream is not None:
+                            await self._drains[stream](result, _discard)
+                    except Exception as exc:
+                        conn.event_raised(event, exc)
+                conn.event_done(event, started, link.time())
         finally:
             link.events_done.set()
 
 
-def _discard(item: Any) -> None:
-    pass
+async def _drain_async(items: AsyncIterator[Any], send: _Send) -> None:
+    try:
+        async for item in items:
+            if not send(item):
+                return
+    finally:
+        aclose = getattr(items, "aclose", None)  # an async generator's ``finally`` runs
+        if aclose is not None:
+            await aclose()
 
 
 async def _read_proxy_header(sock: SocketStream, conn: ServerConnection) -> None:

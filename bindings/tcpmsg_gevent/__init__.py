@@ -26,6 +26,7 @@ class Server(tcpmsg_sync.Server):
     """The sync server on gevent's primitives, a greenlet per request (``serve`` is this class)."""
 
     backend = Client.backend
+    binding = "tcpmsg_gevent"
 
 
 connect = Client

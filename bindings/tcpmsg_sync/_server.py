@@ -7,7 +7,7 @@ import logging
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any, ClassVar, ParamSpec
 
 from tcpmsg_sockopts import apply_options, keepalive_options, listen_options
@@ -22,10 +22,9 @@ from sansio_tcpmsg import (
     ProtocolErrorOccurred,
     RequestReceived,
     Router,
-    RpcError,
     ServerConnection,
-    TcpMsgError,
 )
+from sansio_tcpmsg.handlers import Family, Handlers, close
 
 from ._backends.base import Backend, Pool, Task
 from ._tls import TlsLayer
@@ -45,7 +44,7 @@ class _Peer:
     def __init__(self, server: Server, sock: Any, addr: Any) -> None:
         self.server, self.sock, self.addr = server, sock, addr
         b = self.b = server.backend
-        self.conn = ServerConnection(server.router, peer=addr, limits=server.limits, codec=server.codec,
+        self.conn = ServerConnection(server.handlers, peer=addr, limits=server.limits, codec=server.codec,
                                      proxy_protocol=server.proxy_protocol)
         self.conn.draining = server.draining
         self.lock = b.lock()
@@ -62,14 +61,16 @@ class _Peer:
 
     # -- the pump ---------------------------------------------------------------------
 
-    def core(self, fn: Callable[..., object], *args: Any) -> None:
-        """Call the core under the lock, dispatch its events, then write its bytes."""
-        error: TcpMsgError | None = None
+    def core(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call the core under the lock, dispatch its events, then write its bytes;
+        return what the core returned."""
+        error: Exception | None = None
+        result = None
         conn = self.conn
         with self.lock:
             try:
-                fn(*args)
-            except TcpMsgError as exc:
+                result = fn(*args)
+            except Exception as exc:  # raised after what the core queued is written
                 error = exc
             data = conn.data_to_send()
             if self.tls is not None:
@@ -96,6 +97,7 @@ class _Peer:
             self._write(data)
         if error is not None:
             raise error
+        return result
 
     def _write(self, data: bytes) -> None:
         """Write ``data``, then whatever was queued meanwhile, until nothing is left."""
@@ -228,39 +230,39 @@ class _Peer:
                 self.core(self.tls.receive, conn, data, b.monotonic(), log, self.addr)
 
     def _run_request(self, ev: RequestReceived) -> None:
-        request_id, conn = ev.request_id, self.conn
+        request_id, conn, b = ev.request_id, self.conn, self.b
         try:
             result = ev.handler(ev.data, ev.context)
-            if not isinstance(result, Generator):
-                self.core(conn.respond, request_id, result)
-                return
-            try:
-                for item in result:
-                    self.core(conn.send_item, request_id, item)
-                    if conn.closed:
-                        break
-            finally:
-                result.close()
-            self.core(conn.end_stream, request_id)
+            if self.core(conn.handler_returned, request_id, result, b.monotonic()) is not None:
+                try:
+                    for item in result:
+                        self.core(conn.send_item, request_id, item)
+                        if conn.closed:
+                            break
+                finally:
+                    close(result)
+                self.core(conn.end_stream, request_id, b.monotonic())
         except Exception as exc:
-            if not isinstance(exc, RpcError):
-                log.exception("handler for %r failed", ev.context.route)
-            self.core(conn.fail, request_id, exc)
+            self.core(conn.handler_raised, request_id, exc, b.monotonic())
 
     def _run_events(self) -> None:
+        conn, b = self.conn, self.b
         while True:
             with self.lock:
                 if not self.events:
                     self.events_running = False
                     return
                 ev = self.events.popleft()
-            if not ev.handlers:
-                log.info("no event handler for %r", ev.context.route)
+            started = b.monotonic()
             for handler in ev.handlers:
                 try:
-                    handler(ev.data, ev.context)
-                except Exception:
-                    log.exception("event handler for %r failed", ev.context.route)
+                    result = handler(ev.data, ev.context)
+                    if conn.event_returned(result) is not None:
+                        for _ in result:
+                            pass
+                except Exception as exc:
+                    conn.event_raised(ev, exc)
+            conn.event_done(ev, started, b.monotonic())
 
     def close(self) -> None:
         """Close the connection: what is queued is written, then the socket closes."""
@@ -286,6 +288,8 @@ class Server:
 
     #: The primitives (sockets, locks, tasks) this server runs on.
     backend: ClassVar[Backend]
+    #: The binding's import name, for messages (``tcpmsg_threads``, ``tcpmsg_gevent``).
+    binding: ClassVar[str]
 
     def __init__(
         self,
@@ -304,6 +308,8 @@ class Server:
         drain_delay: float = 0.0,
     ) -> None:
         self.router, self.host, self.port = router, host, port
+        # Refuses here, before binding, a handler or middleware this binding cannot run.
+        self.handlers = Handlers(router, family=Family.SYNC, binding=self.binding)
         self.tls, self.limits, self.codec = tls, limits or Limits(), codec
         self.grace, self.max_workers = grace, max_workers
         self.proxy_protocol, self.reuse_port, self.drain_delay = proxy_protocol, reuse_port, drain_delay

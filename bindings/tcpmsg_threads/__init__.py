@@ -23,6 +23,7 @@ class Server(tcpmsg_sync.Server):
     """The sync server, requests on a pool of threads (``serve`` is this class)."""
 
     backend = Client.backend
+    binding = "tcpmsg_threads"
 
 
 connect = Client

@@ -1,39 +1,35 @@
-"""The conformance suite's handlers, written once, adapted to every binding.
+"""The conformance suite's router: written once, served untouched by every binding.
 
-Handlers are plain Python functions. A handler that must wait does ``yield from
-sleep(seconds)``; a streaming handler also yields its values. The binding facade
-(``tcpmsg_facade.Binding.adapt``) turns each handler into the binding's own style:
-
-- threads / gevent: a plain function (or plain generator) that calls ``time.sleep`` /
-  ``gevent.sleep``;
-- anyio: an ``async def`` (or async generator) that ``await anyio.sleep``, so the async
-  handler path is what runs on anyio.
-
-``echo_sync`` and ``count_sync`` are registered untouched on every binding, so anyio's
-"plain function runs in a worker thread" and "plain generator streams" paths run too.
+Handlers are plain functions and generator functions, the kinds every binding runs (see
+the handler table in docs/bindings-contract.md): on anyio they run in worker threads, on
+threads in the pool, on gevent in a greenlet each. A handler that must wait calls
+``pause(seconds)``: ``time.sleep``, or ``gevent.sleep`` inside a gevent greenlet, which is
+what ``time.sleep`` is after ``gevent.monkey.patch_all()`` (the in-process gevent server
+shares its process with threads, so it cannot be monkey-patched).
 
 The same router is served in-process by the tests and out of process by
-``serve_router.py``.
+``serve_router.py``. ``kinds_router()`` adds one handler of every kind, for the tests of
+what each binding accepts.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sansio_tcpmsg import Router, RpcError
 
 
-@dataclass(frozen=True)
-class Sleep:
-    seconds: float
-
-
-def sleep(seconds: float):
-    """``yield from sleep(s)`` inside a handler: wait ``s`` seconds the binding's way."""
-    yield Sleep(seconds)
+def pause(seconds: float) -> None:
+    """Wait in a handler: ``time.sleep``, as monkey-patched gevent would make it in a greenlet."""
+    gevent = sys.modules.get("gevent")
+    if gevent is not None and gevent.getcurrent().parent is not None:  # not a thread's main
+        gevent.sleep(seconds)
+    else:
+        time.sleep(seconds)
 
 
 # Event handlers record here; the ``events_seen`` message handler returns the records.
@@ -60,9 +56,9 @@ def none(data, ctx):
 def slow(data, ctx):
     """data: seconds to wait (number) or {"sleep": s, "value": v}."""
     if isinstance(data, dict):
-        yield from sleep(data["sleep"])
+        pause(data["sleep"])
         return data.get("value")
-    yield from sleep(data)
+    pause(data)
     return data
 
 
@@ -121,7 +117,7 @@ def count(data, ctx):
     gap = data.get("gap", 0)
     for i in range(data["n"]):
         if gap:
-            yield from sleep(gap)
+            pause(gap)
         yield i
 
 
@@ -132,7 +128,7 @@ def bad_item(data, ctx):
 
 def stream_fail(data, ctx):
     yield 1
-    yield from sleep(0.01)
+    pause(0.01)
     raise RpcError("mid-stream")
 
 
@@ -142,7 +138,7 @@ def tracked(data, ctx):
     i = -1
     try:
         for i in range(n):
-            yield from sleep(0.01)
+            pause(0.01)
             _record(["item", token, i])
             yield i
     finally:
@@ -154,7 +150,7 @@ def tracked(data, ctx):
 
 def evt_first(data, ctx):
     """data: [token, n]. Sleeps a little first: order must still hold."""
-    yield from sleep(0.005)
+    pause(0.005)
     _record(["first", data[0], data[1]])
 
 
@@ -176,7 +172,7 @@ SERVER_NAME = "in-process"
 def whoami(data, ctx):
     """This server's name, after ``data`` seconds (if any)."""
     if data:
-        yield from sleep(data)
+        pause(data)
     return SERVER_NAME
 
 
@@ -222,15 +218,11 @@ RAW: list[tuple[Any, Callable[..., Any]]] = [
 ]
 
 
-def build_router(adapt_message, adapt_stream) -> Router:
-    """The suite's router; ``adapt_*`` turn a handler into the binding's style."""
+def build_router() -> Router:
+    """The suite's router, the same on every binding."""
     router = Router()
-    for pattern, fn in MESSAGES:
-        router.message(pattern)(adapt_message(fn))
-    for pattern, fn in STREAMS:
-        router.message(pattern)(adapt_stream(fn))
-    for pattern, fn in EVENTS:
-        router.event(pattern)(adapt_message(fn))
-    for pattern, fn in RAW:
+    for pattern, fn in [*MESSAGES, *STREAMS, *RAW]:
         router.message(pattern)(fn)
+    for pattern, fn in EVENTS:
+        router.event(pattern)(fn)
     return router

@@ -9,7 +9,7 @@
   ``connect()`` / ``close()``);
 - ``serve(router=None, **kw)``: context manager -> ``Server`` with ``.port`` and
   ``.close(grace)``;
-- ``router()``: the suite's router adapted to the binding's handler style;
+- ``router()``: the suite's router, the same object on every binding (never rewritten);
 - ``sleep(s)``: a wait that lets this binding's own machinery run (``gevent.sleep`` on
   gevent, where the client's reader lives in the test thread's hub);
 - ``spawn(fn, *args)``: run a call in the background (a thread; a greenlet on gevent);
@@ -29,7 +29,6 @@ import functools
 import gc
 import importlib
 import importlib.util
-import inspect
 import os
 import sys
 import threading
@@ -45,7 +44,6 @@ for _p in (str(HERE), str(ROOT / "bindings"), str(ROOT)):
         sys.path.insert(0, _p)
 
 import conformance_router  # noqa: E402
-from conformance_router import Sleep  # noqa: E402
 
 BINDINGS = ("anyio-asyncio", "anyio-trio", "gevent", "threads")
 MODULES = {
@@ -302,46 +300,9 @@ class Binding:
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
-    def handler_sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    def adapt_message(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        sleep = self.handler_sleep
-
-        def handler(data: Any, ctx: Any) -> Any:
-            r = fn(data, ctx)
-            if not inspect.isgenerator(r):
-                return r
-            while True:
-                try:
-                    cmd = next(r)
-                except StopIteration as stop:
-                    return stop.value
-                sleep(cmd.seconds)
-
-        handler.__name__ = handler.__qualname__ = fn.__name__
-        return handler
-
-    def adapt_stream(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        sleep = self.handler_sleep
-
-        def handler(data: Any, ctx: Any) -> Any:
-            gen = fn(data, ctx)
-            try:
-                for item in gen:
-                    if isinstance(item, Sleep):
-                        sleep(item.seconds)
-                    else:
-                        yield item
-            finally:
-                gen.close()
-
-        handler.__name__ = handler.__qualname__ = fn.__name__
-        return handler
-
     def router(self) -> Any:
         if self._router is None:
-            self._router = conformance_router.build_router(self.adapt_message, self.adapt_stream)
+            self._router = conformance_router.build_router()
         return self._router
 
     # background -------------------------------------------------------------------------
@@ -415,8 +376,6 @@ class GeventBinding(Binding):
         import gevent
 
         gevent.sleep(seconds)
-
-    handler_sleep = sleep
 
     def spawn(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         return _GreenletCall(fn, *args, **kw)
@@ -514,40 +473,6 @@ class AnyioBinding(Binding):
             print(f"tcpmsg conformance: the {self.backend} portal had stopped; restarted it")
             self._portal_cm = start_blocking_portal(self.backend)
             self.portal = self._portal_cm.__enter__()
-
-    def adapt_message(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        import anyio
-
-        async def handler(data: Any, ctx: Any) -> Any:
-            r = fn(data, ctx)
-            if not inspect.isgenerator(r):
-                return r
-            while True:
-                try:
-                    cmd = next(r)
-                except StopIteration as stop:
-                    return stop.value
-                await anyio.sleep(cmd.seconds)
-
-        handler.__name__ = handler.__qualname__ = fn.__name__
-        return handler
-
-    def adapt_stream(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        import anyio
-
-        async def handler(data: Any, ctx: Any) -> Any:
-            gen = fn(data, ctx)
-            try:
-                for item in gen:
-                    if isinstance(item, Sleep):
-                        await anyio.sleep(item.seconds)
-                    else:
-                        yield item
-            finally:
-                gen.close()
-
-        handler.__name__ = handler.__qualname__ = fn.__name__
-        return handler
 
     def live_count(self) -> int:
         def count() -> int:
