@@ -397,6 +397,84 @@ def test_mutual_tls(kit: Kit, log: list[Any], certs: dict[str, str]) -> None:
         with pytest.raises(OSError):
             client(kit, srv.port, tls=client_ctx, server_hostname="wrong.example").connect()
         anonymous = ssl.create_default_context(cafile=certs["ca"])
-        with pytest.raises(OSError):
+        # TLS 1.3: refused after the client's handshake; the call names why
+        with pytest.raises(OSError, match="(?i)certificate"):
             with client(kit, srv.port, tls=anonymous, timeout=2) as c:
                 c.send("echo", 1)
+
+
+def _in_thread(kit: Kit, fn: Callable[[], Any]) -> Any:
+    """Run blocking stdlib code in an OS thread, waiting the binding's way (gevent's hub
+    keeps serving meanwhile); its result, or its exception raised."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(("ok", fn()))
+        except BaseException as exc:  # noqa: BLE001
+            out.append(("err", exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not out and time.monotonic() < deadline:
+        kit.sleep(0.01)
+    assert out, "the blocking side did not finish in 10 s"
+    kind, value = out[0]
+    if kind == "err":
+        raise value
+    return value
+
+
+def test_tls_close_sends_close_notify(kit: Kit, log: list[Any], certs: dict[str, str]) -> None:
+    """Both sides end TLS with a close_notify (a stdlib peer that refuses ragged EOFs reads
+    a clean end of stream), and the server answers a request sent with the handshake."""
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(certs["server"])
+    client_ctx = ssl.create_default_context(cafile=certs["ca"])
+    with kit.mod.serve(make_router(log, kit), "127.0.0.1", 0, tls=server_ctx) as srv:
+        raw = _in_thread(kit, lambda: client_ctx.wrap_socket(
+            socket.create_connection(("127.0.0.1", srv.port), timeout=5),
+            server_hostname="localhost", suppress_ragged_eofs=False))
+        try:
+            raw.sendall(b'39#{"pattern":"echo","data":"hi","id":"1"}')
+
+            def read_reply() -> bytes:
+                got = b""
+                while b'"hi"' not in got:
+                    got += raw.recv(4096)
+                return got
+
+            assert b'"response":"hi"' in _in_thread(kit, read_reply)
+            srv.close(grace=0.5)
+            assert _in_thread(kit, lambda: raw.recv(4096)) == b""  # not SSLEOFError
+        finally:
+            raw.close()
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve_one() -> bytes:
+        conn, _ = listener.accept()
+        conn.settimeout(5)
+        tls = server_ctx.wrap_socket(conn, server_side=True, suppress_ragged_eofs=False)
+        got = b""
+        while chunk := tls.recv(4096):  # SSLEOFError on a ragged end
+            got += chunk
+        tls.close()
+        return got
+
+    try:
+        accepted = threading.Thread(target=lambda: results.append(serve_one()), daemon=True)
+        results: list[bytes] = []
+        accepted.start()
+        c = client(kit, port, tls=client_ctx, server_hostname="localhost")
+        c.connect()
+        c.emit("ev", 1)
+        c.close()
+        deadline = time.monotonic() + 10
+        while accepted.is_alive() and time.monotonic() < deadline:
+            kit.sleep(0.01)
+        assert results and b'"pattern":"ev"' in results[0]
+    finally:
+        listener.close()
