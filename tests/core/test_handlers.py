@@ -494,3 +494,9 @@ def test_run_handler_on_a_bare_router_runs_coroutines() -> None:
     conn = ServerConnection(router)
     run_handler(conn, one_request(conn))
     assert conn.data_to_send() == encode_frame('{"response":2,"isDisposed":true,"id":"r"}')
+
+
+def test_without_middleware_the_handler_is_called_as_is() -> None:
+    router = router_with(coro)
+    route = '{"cmd":"add"}'
+    assert Handlers(router, family=Family.ASYNC, binding="x").message_handler(route) is router.message_handler(route)
