@@ -9,7 +9,7 @@ import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["core", "typing", "lint", "bindings", "conformance", "interop", "docs"]
+nox.options.sessions = ["core", "typing", "lint", "bindings", "conformance", "interop", "loadbalancer", "docs"]
 
 TEST = ".[all,test]"
 BINDINGS = ["threads", "gevent", "anyio-asyncio", "anyio-trio"]
@@ -62,6 +62,14 @@ def interop(session: nox.Session) -> None:
     """Against real NestJS 10, 11 and 12, installed with npm ci into a cache."""
     session.install("-e", TEST)
     session.run("pytest", "tests/interop", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def loadbalancer(session: nox.Session) -> None:
+    """Behind a real HAProxy (Debian package ``haproxy``; .ci/run installs it): three of our
+    servers, our client and a NestJS 12 client; backends killed and drained under load."""
+    session.install("-e", TEST)
+    session.run("pytest", "tests/loadbalancer", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session

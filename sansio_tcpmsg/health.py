@@ -3,8 +3,10 @@
 Every server of this package answers requests on :data:`HEALTH_ROUTE` itself, without a
 user handler, with NestJS-compatible frames: ``"serving"`` while it serves, and an error
 (``{"status": "error", "message": "draining"}``) once it has begun to shut down, so that
-a balancer stops sending new connections before the old ones close. The route is
-reserved: a user handler registered on it is never called.
+a balancer stops sending new connections before the old ones close; after that error
+the connection closes (unless calls are in flight on it), so a check that waits for the
+serving reply fails at once instead of at its timeout. The route is reserved: a user
+handler registered on it is never called.
 
 For checks that send fixed bytes (HAProxy ``tcp-check send-binary``), the request
 :data:`CHECK_REQUEST` is answered by a frame containing :data:`CHECK_EXPECT` while the

@@ -59,7 +59,8 @@ class ServerConnection(Connection):
     ``UNKNOWN``). A stream without a valid header fails with ``ProxyHeaderError``.
 
     Requests on the reserved :data:`~sansio_tcpmsg.health.HEALTH_ROUTE` are answered by
-    the connection itself: ``"serving"``, or an error once ``draining`` is set.
+    the connection itself: ``"serving"``, or an error once ``draining`` is set (and the
+    connection then closes, unless calls are in flight on it).
 
     A binding hands what the handler returned to :meth:`handler_returned` and what it
     raised to :meth:`handler_raised` (events: :meth:`event_returned`,
@@ -171,6 +172,8 @@ class ServerConnection(Connection):
         route = route_of_incoming(incoming.pattern)
         if route == HEALTH_ROUTE and incoming.is_request:
             self._queue(health_reply(incoming.id, self.draining))
+            if self.draining and not self._in_flight:
+                self.close()  # a check waiting for a string it will not get fails at once
             return
         context = Context(incoming.pattern, route, incoming.metadata, self.peer)
         if not incoming.is_request:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import select
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -331,6 +332,22 @@ class Client:
             self._core(session, session.tls.receive, conn, data, b.monotonic(), log,
                        f"{self.host}:{self.port}")
 
+    def _catch_up(self, session: _Session) -> None:
+        """Before a call on a connection nobody is reading: if the server wrote meanwhile
+        (its close, typically: a draining server closes right after a reply), read that
+        first, so the call goes on a fresh connection rather than into a closed one."""
+        with self._lock:
+            if session.reading or session.conn.closed:
+                return
+            session.reading = True
+        try:
+            if select.select([session.sock], [], [], 0)[0]:  # a check, not a wait: any backend
+                self._read_step(session)
+        except (OSError, ValueError):  # a closed socket: the read loop reports it
+            pass
+        finally:
+            self._release(session)
+
     def _release(self, session: _Session) -> None:
         """Give up the reader role; wake a caller still waiting to take it over."""
         with self._lock:
@@ -431,6 +448,8 @@ class Client:
         if timeout is DEFAULT:
             timeout = self.timeout
         submitted = isinstance(waiter, _Submitted)
+        if self._session is not None:
+            self._catch_up(self._session)
         for attempt in range(2):
             session = self._open()
             try:

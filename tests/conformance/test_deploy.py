@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import struct
+import threading
 import time
 
 import pytest
@@ -177,3 +178,34 @@ def test_keepalive_on_accepted_connections(binding, keepalive):
             assert client.send("echo", 1) == 1
             time.sleep(0.2)  # no retransmission timer left: only keepalive's, if set
             assert _keepalive_timer(srv.port) == ({"02"} if keepalive else {"00"})
+
+
+def test_draining_under_paced_load_loses_no_call_that_was_sent(binding):
+    """Each connection closes right after a reply (or once quiet), never under a call."""
+    from sansio_tcpmsg import ConnectionClosedError
+
+    outcomes: list[str] = []
+    stop = threading.Event()
+
+    def lane(port: int) -> None:
+        with binding.connect(port, timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    client.send("echo", 1)
+                    outcomes.append("ok")
+                except ConnectionClosedError as exc:
+                    outcomes.append(f"lost: {exc}")
+                    return
+                except OSError:  # cannot reconnect: the server is gone, nothing was sent
+                    return
+                binding.sleep(0.02)
+
+    with binding.serve(grace=5.0) as srv:
+        calls = [binding.spawn(lane, srv.port) for _ in range(4)]
+        binding.sleep(0.5)
+        srv.close(None)
+        stop.set()
+        for call in calls:
+            call.result(20)
+    assert outcomes.count("ok") > 20
+    assert [o for o in outcomes if o != "ok"] == []

@@ -49,6 +49,18 @@ def test_a_draining_connection_answers_an_error() -> None:
     reply = conn.data_to_send()
     assert json.loads(FrameDecoder().feed(reply)[0]) == {"err": DRAINING, "isDisposed": True, "id": 7}
     assert CHECK_EXPECT.encode() not in reply
+    assert conn.closed  # the check fails at once
+
+
+def test_a_draining_connection_with_calls_in_flight_stays_open_for_them() -> None:
+    conn = ServerConnection(make_router())
+    conn.receive_data(encode_frame('{"pattern":"work","data":1,"id":"a"}'), 0.0)
+    [work] = conn.events_received()
+    conn.draining = True
+    conn.receive_data(CHECK_REQUEST, 0.0)
+    assert not conn.closed and b'"draining"' in conn.data_to_send()
+    conn.respond(work.request_id, 1)
+    assert not conn.closed
 
 
 def test_health_events_go_to_event_handlers() -> None:
