@@ -75,6 +75,8 @@ class BenchResult:
 
     config: BenchConfig
     elapsed: float = 0.0
+    #: CPU time (user + system) this process spent inside the window.
+    cpu: float = 0.0
     latencies: array[float] = field(default_factory=lambda: array("d"))
     errors: Counter[str] = field(default_factory=Counter)
     interrupted: bool = False
@@ -100,6 +102,7 @@ class BenchResult:
             "connections": cfg.connections,
             "tls": cfg.tls is not None,
             "duration_s": round(self.elapsed, 6),
+            "client_cpu": self.cpu / self.elapsed if self.elapsed > 0 else 0.0,
             "requests": self.requests,
             "rps": self.rps,
             "errors": {kind: self.errors.get(kind, 0) for kind in ERROR_KINDS},
@@ -202,6 +205,7 @@ class _BenchProtocol(asyncio.Protocol):
     def check_timers(self) -> None:
         now = perf()
         self.conn.handle_timer(now)
+        self.conn.get_timer()  # also drops the deadlines of answered calls from the core's heap
         self._events(now)
 
     def _events(self, now: float) -> None:
@@ -259,6 +263,10 @@ def _slots(concurrency: int, connections: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(connections)]
 
 
+def _mark_cpu(marks: dict[str, float], name: str) -> None:
+    marks[name] = time.process_time()
+
+
 async def _run(cfg: BenchConfig, result: BenchResult, progress: TextIO | None) -> None:
     loop = asyncio.get_running_loop()
     window = _Window(result)
@@ -277,10 +285,15 @@ async def _run(cfg: BenchConfig, result: BenchResult, progress: TextIO | None) -
         t0 = perf()
         window.start = t0 + cfg.warmup
         window.end = window.start + cfg.duration
+        cpu: dict[str, float] = {}  # this process's CPU time when the window opens and closes
+        loop.call_later(cfg.warmup, _mark_cpu, cpu, "start")
+        loop.call_later(cfg.warmup + cfg.duration, _mark_cpu, cpu, "end")
         for proto in protocols:
             proto.begin()
         await _wait_window(window, protocols, progress)
         result.elapsed = max(0.0, min(perf(), window.end) - window.start)
+        now = time.process_time()
+        result.cpu = max(0.0, cpu.get("end", now) - cpu.get("start", now))
     finally:
         for proto in protocols:
             if proto.transport is not None:
@@ -348,6 +361,9 @@ def format_report(res: BenchResult) -> str:
         "",
         "  latency    " + "  ".join(f"{k} {_ms(lat[k])}" for k in ("p50", "p90", "p99", "max")),
         f"             min {_ms(lat['min'])}  mean {_ms(lat['mean'])}",
+        "",
+        f"  client CPU {100 * report['client_cpu']:.0f}% of one core"
+        + (" (near 100%: this command may be what limits the rate)" if report["client_cpu"] > 0.9 else ""),
     ]
     hist = report["histogram"]
     if hist:

@@ -63,6 +63,7 @@ def check_report(rep: dict[str, Any], concurrency: int, connections: int, durati
     assert set(rep["errors"]) == ERROR_KINDS
     assert rep["error_count"] == sum(rep["errors"].values())
     assert rep["rps"] == pytest.approx(rep["requests"] / rep["duration_s"])
+    assert 0 <= rep["client_cpu"] < 1.5  # this process's CPU time over the window: one thread
     lat = rep["latency_ms"]
     if rep["requests"]:
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
@@ -115,7 +116,7 @@ def test_human_report_without_a_terminal(served: Served) -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "\r" not in out and "\x1b" not in out  # no live progress when stdout is not a terminal
-    for word in ("requests", "errors     0", "p50", "p90", "p99", "max", "histogram"):
+    for word in ("requests", "errors     0", "p50", "p90", "p99", "max", "histogram", "client CPU"):
         assert word in out, out
     assert f"{served.address}, pattern \"echo\": 4 call(s) in flight on 1 connection(s)" in out
 
