@@ -6,7 +6,7 @@ is decided here, once.
 """
 
 from .balancing import Balancer, EndpointInfo, EndpointState, Strategy
-from .client import ClientConnection
+from .client import ClientConnection, DispatchHook
 from .codec import Codec, JsonCodec
 from .connection import Connection
 from .errors import (
@@ -59,6 +59,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionStatus",
     "Context",
+    "DispatchHook",
     "EndpointInfo",
     "EndpointState",
     "Event",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,12 @@ from .limits import Limits
 from .packets import ReplyKind, event_packet, parse_reply, request_packet
 from .patterns import normalize_pattern
 
-__all__ = ["ClientConnection"]
+__all__ = ["ClientConnection", "DispatchHook"]
+
+DispatchHook = Callable[[dict[str, Any]], object]
+"""``hook(packet)``, called with every request and event before it is written, as NestJS
+12's ``ClientProxy#setOnDispatchHook``: ``packet`` is ``{"pattern": ..., "data": ...}``
+(and ``"metadata"`` when the call gave one); the hook may set ``packet["metadata"]``."""
 
 
 @dataclass(slots=True)
@@ -31,6 +37,15 @@ class _Pending:
     last: Any = field(default=None)
 
 
+def _dispatched(hook: DispatchHook, pattern: Any, data: Any, metadata: Any) -> Any:
+    """The metadata ``hook`` leaves on the packet (pattern and data are not its to change)."""
+    packet = {"pattern": pattern, "data": data}
+    if metadata is not None:
+        packet["metadata"] = metadata
+    hook(packet)
+    return packet.get("metadata")
+
+
 class ClientConnection(Connection):
     """One client connection: send requests and events, read replies as events.
 
@@ -38,10 +53,17 @@ class ClientConnection(Connection):
     >>> rid = conn.send_request("echo", "hi")
     >>> conn.data_to_send()
     b'39#{"pattern":"echo","data":"hi","id":"1"}'
+
+    ``on_dispatch`` (a :data:`DispatchHook`) sees every request and event first, and may
+    give it ``metadata`` (auth tokens, trace context); an exception it raises fails the
+    call, with nothing queued.
     """
 
-    def __init__(self, *, limits: Limits | None = None, codec: Codec | None = None) -> None:
+    def __init__(
+        self, *, limits: Limits | None = None, codec: Codec | None = None, on_dispatch: DispatchHook | None = None
+    ) -> None:
         super().__init__(limits=limits, codec=codec)
+        self.on_dispatch = on_dispatch
         self._pending: dict[str, _Pending] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._next_id = 0
@@ -72,6 +94,8 @@ class ClientConnection(Connection):
             raise ConnectionClosedError("the connection is closed")
         if pattern.__class__ is not str:
             normalize_pattern(pattern)  # refuses what no server could route
+        if self.on_dispatch is not None:
+            metadata = _dispatched(self.on_dispatch, pattern, data, metadata)
         self._next_id += 1
         request_id = str(self._next_id)
         self._queue(request_packet(pattern, data, request_id, metadata))
@@ -86,6 +110,8 @@ class ClientConnection(Connection):
             raise ConnectionClosedError("the connection is closed")
         if pattern is None:
             raise PatternError("None is not a pattern")
+        if self.on_dispatch is not None:
+            metadata = _dispatched(self.on_dispatch, pattern, data, metadata)
         self._queue(event_packet(normalize_pattern(pattern), data, metadata))
 
     def cancel(self, request_id: str) -> None:

@@ -21,6 +21,7 @@ from sansio_tcpmsg import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionStatus,
+    DispatchHook,
     Event,
     Limits,
     PacketDropped,
@@ -192,6 +193,7 @@ class Client:
         limits: Limits | None = None,
         codec: Codec | None = None,
         on_status: Callable[[ConnectionStatus], None] | None = None,
+        on_dispatch: DispatchHook | None = None,
         endpoints: Sequence[tuple[str, int]] | None = None,
         pool_size: int = 1,
         max_connection_age: float | None = None,
@@ -215,6 +217,7 @@ class Client:
         self.limits = limits
         self.codec = codec
         self.on_status = on_status
+        self.on_dispatch = on_dispatch
         self.keepalive = keepalive
         self._sockopts = keepalive_options(keepalive)
         self._status = ConnectionStatus.DISCONNECTED
@@ -326,7 +329,7 @@ class Client:
                 raise ConnectionClosedError(f"connection to {self.host}:{self.port} closed")
             if link is not None:
                 self._set_status(ConnectionStatus.RECONNECTING)
-            conn = ClientConnection(limits=self.limits, codec=self.codec)
+            conn = ClientConnection(limits=self.limits, codec=self.codec, on_dispatch=self.on_dispatch)
             new = _ClientLink(conn, self, running_loop())
             try:
                 await self._open(new)

@@ -18,6 +18,7 @@ from sansio_tcpmsg import (
     ConnectionClosed,
     ConnectionClosedError,
     ConnectionStatus,
+    DispatchHook,
     Event,
     Limits,
     PacketDropped,
@@ -134,6 +135,7 @@ class Client:
         limits: Limits | None = None,
         codec: Codec | None = None,
         on_status: Callable[[ConnectionStatus], object] | None = None,
+        on_dispatch: DispatchHook | None = None,
         endpoints: Sequence[tuple[str, int]] | None = None,
         pool_size: int = 1,
         max_connection_age: float | None = None,
@@ -150,6 +152,7 @@ class Client:
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.retries, self.retry_delay = retries, retry_delay
         self.limits, self.codec, self.on_status = limits, codec, on_status
+        self.on_dispatch = on_dispatch
         self.keepalive = keepalive
         self._sockopts = keepalive_options(keepalive)
         backend = self._b = self.backend
@@ -231,7 +234,7 @@ class Client:
                     log.info("connecting to %s:%s failed (%s); retrying", self.host, self.port, exc)
                     self._b.sleep(delay)
                     delay = min(delay * 2, 2.0)
-            session = _Session(ClientConnection(limits=self.limits, codec=self.codec), sock, tls,
+            session = _Session(ClientConnection(limits=self.limits, codec=self.codec, on_dispatch=self.on_dispatch), sock, tls,
                                self._b)
             self._session = session
             session.reader = self._b.spawn(self._read_loop, session)

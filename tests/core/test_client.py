@@ -242,3 +242,34 @@ def test_events_say_what_a_client_raises() -> None:
     assert "7" in str(RequestTimedOut("7").exception())
     assert isinstance(ConnectionClosed().exception(), ConnectionClosedError)
     assert "bad prefix" in str(ConnectionClosed(FrameError("bad prefix")).exception())
+
+
+def test_dispatch_hook_sets_metadata_on_requests_and_events() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def hook(packet: dict[str, Any]) -> None:
+        seen.append(dict(packet))
+        packet["metadata"] = {"traceparent": "00-abc-01", **(packet.get("metadata") or {})}
+
+    conn = ClientConnection(on_dispatch=hook)
+    conn.send_request({"cmd": "sum"}, [1], metadata={"user": 7})
+    conn.emit("note", 2)
+    assert seen == [
+        {"pattern": {"cmd": "sum"}, "data": [1], "metadata": {"user": 7}},
+        {"pattern": "note", "data": 2},
+    ]
+    from sansio_tcpmsg.framing import encode_frame
+
+    assert conn.data_to_send() == encode_frame(
+        '{"pattern":{"cmd":"sum"},"data":[1],"metadata":{"traceparent":"00-abc-01","user":7},"id":"1"}'
+    ) + encode_frame('{"pattern":"note","data":2,"metadata":{"traceparent":"00-abc-01"}}')
+
+
+def test_a_failing_dispatch_hook_fails_the_call_with_nothing_queued() -> None:
+    def hook(packet: dict[str, Any]) -> None:
+        raise PermissionError("no token")
+
+    conn = ClientConnection(on_dispatch=hook)
+    with pytest.raises(PermissionError):
+        conn.send_request("x", 1)
+    assert conn.data_to_send() == b"" and conn.pending == 0
