@@ -35,11 +35,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .routing import Context, Handler, Middleware, Router
 
-__all__ = ["Family", "Handlers", "Kind", "Stream", "close", "describe", "family_of", "kind_of", "log", "stream_of"]
+__all__ = ["Family", "Handlers", "Kind", "Stream", "UnsupportedHandler", "close", "describe", "family_of", "kind_of", "log", "stream_of"]
 
 #: The server's logger: handler failures (ERROR, with traceback), events nobody handles
 #: (WARNING), and one DEBUG line per request and per event.
 log = logging.getLogger("tcpmsg.server")
+
+
+class UnsupportedHandler(TypeError):
+    """A handler or middleware the binding cannot run: raised by ``serve(...)``."""
 
 
 class Kind(enum.Enum):
@@ -176,8 +180,9 @@ class Handlers:
 
     ``family`` says what the binding can run (``binding`` is its name, for messages);
     ``invoke`` maps a kind to how the binding calls a handler of that kind (default: as
-    is), e.g. anyio runs a plain function in a worker thread. Raises :class:`TypeError`
-    at once for a handler or middleware the binding cannot run. Built once per server;
+    is), e.g. anyio runs a plain function in a worker thread. Raises
+    :class:`UnsupportedHandler` (a ``TypeError``) at once for a handler or middleware the
+    binding cannot run. Built once per server;
     :class:`~sansio_tcpmsg.ServerConnection` takes it in place of the router.
     """
 
@@ -196,14 +201,14 @@ class Handlers:
         def prepare(route: str, handler: Handler, stacks: Sequence[Sequence[Middleware]]) -> Handler:
             kind = kind_of(handler)
             if kind not in _RUNS[family]:
-                raise TypeError(
+                raise UnsupportedHandler(
                     f"{describe(handler)} for route {route!r} needs tcpmsg_anyio;"
                     f" {binding} {_SAYS[Family.SYNC]}"
                 )
             middleware = _flatten(stacks)
             for one in middleware:
                 if kind_of(one) is not _MIDDLEWARE[family]:
-                    raise TypeError(
+                    raise UnsupportedHandler(
                         f"middleware {describe(one)} (route {route!r}) cannot run on {binding},"
                         f" which {_SAYS[family]}"
                     )

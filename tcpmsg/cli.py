@@ -43,6 +43,7 @@ from sansio_tcpmsg import (
     Router,
     TcpMsgError,
 )
+from sansio_tcpmsg.handlers import UnsupportedHandler
 from sansio_tcpmsg.health import HEALTH_ROUTE
 
 from . import bench
@@ -544,6 +545,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             anyio.run(_serve_anyio, binding, router, args, kwargs, backend=backend)
     except OSError as exc:
         raise CliError(f"cannot serve on {_host_port(args.host, args.port)}: {_oserror_text(exc)}", EXIT_CONNECTION) from None
+    except UnsupportedHandler as exc:  # e.g. an async def handler for --binding threads
+        raise CliError(str(exc), EXIT_USAGE) from None
     log.info("stopped")
     return EXIT_OK
 

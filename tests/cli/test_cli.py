@@ -453,3 +453,19 @@ def test_send_stream_emit_against_nestjs(nestjs: str) -> None:
     proc = tcpmsg("send", nestjs, "error.object", "0")
     assert proc.returncode == 1
     assert json.loads(proc.stderr.strip().splitlines()[-1].split(" ", 2)[-1]) == {"code": 42, "reason": "bad"}
+
+
+def test_serve_refuses_a_handler_the_binding_cannot_run(tmp_path: Path) -> None:
+    module = tmp_path / "asyncsvc.py"
+    module.write_text(
+        "from sansio_tcpmsg import Router\n"
+        "router = Router()\n"
+        "@router.message('add')\n"
+        "async def add(data):\n"
+        "    return sum(data)\n",
+        encoding="utf-8",
+    )
+    proc = tcpmsg("serve", f"{module}:router", "--binding", "threads", "--port", "0")
+    line = one_line_error(proc)
+    assert proc.returncode == 2
+    assert "async def asyncsvc.add for route 'add' needs tcpmsg_anyio; tcpmsg_threads runs" in line, line

@@ -12,7 +12,18 @@ import pytest
 from sansio_tcpmsg import RemoteError, Router, RpcError, ServerConnection
 from sansio_tcpmsg.events import EventReceived, RequestReceived
 from sansio_tcpmsg.framing import encode_frame
-from sansio_tcpmsg.handlers import Family, Handlers, Kind, Stream, close, describe, family_of, kind_of, stream_of
+from sansio_tcpmsg.handlers import (
+    Family,
+    Handlers,
+    Kind,
+    Stream,
+    UnsupportedHandler,
+    close,
+    describe,
+    family_of,
+    kind_of,
+    stream_of,
+)
 from sansio_tcpmsg.routing import Context, Handler
 from sansio_tcpmsg.testing import TestClient, run_event
 
@@ -95,6 +106,7 @@ def router_with(func: Any, *, event: bool = False) -> Router:
 def test_sync_family_refuses_async_handlers_naming_them(func: Any, event: bool) -> None:
     with pytest.raises(TypeError) as info:
         Handlers(router_with(func, event=event), family=Family.SYNC, binding="tcpmsg_threads")
+    assert isinstance(info.value, UnsupportedHandler)
     message = str(info.value)
     assert message == (
         f"{kind_of(func).value} {__name__}.{func.__qualname__} for route '{{\"cmd\":\"add\"}}'"
