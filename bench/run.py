@@ -1,11 +1,17 @@
 """Benchmarks of sansio-tcpmsg against NestJS 12, in the same run, on loopback.
 
-    python bench/run.py [--duration S] [--repeat N] [--quick] [--only PAIRS]
+    python bench/run.py [--duration S] [--repeat N] [--quick] [--only PAIRS] [--no-breadth]
+                        [--connections N] [--payloads ...] [--concurrency ...] [--no-framer]
 
 Every pair is a server process and a load-driver process (so the server's RSS is its
 own): for each repetition, each pair is started fresh, then every cell (payload small /
 1k / 64k x concurrency 1 / 64, pattern ``echo``) is driven for ``--duration`` seconds
-after a short warm-up. The server's peak RSS (VmHWM) is reset before each cell and read
+after a short warm-up. Then, small payload, the cells beyond ``echo`` (``--no-breadth``
+skips them): ``idleN`` (server RSS growth per 1,000 idle connections, N opened by this
+script), ``stream/c1`` and ``stream/c64`` (items/s of 100-item streams), ``connsN`` (N
+clients, one call in flight each), ``emit/c16`` (events/s handled by the server) and,
+on a second server and driver started with TLS (certificates made at run time with
+``cryptography``), ``tls/c1`` and ``tls/c64``. The server's peak RSS (VmHWM) is reset before each cell and read
 after it. Medians over the repetitions are reported, each also as a ratio to the
 NestJS-client -> NestJS-server figure of the same cell in the same run. Then the framer
 alone (``bench/framer.py`` and ``bench/js/framer.js``).
@@ -25,8 +31,11 @@ ceiling in the same cell: ``nest->gevent`` to ``nest->raw-gevent``, ``gevent->ne
 ``raw-gevent->nest``, ``gevent->gevent`` to ``raw-gevent->raw-gevent``. The clients
 ``threads-futures`` and ``gevent-futures`` are ONE thread (greenlet) keeping C calls in
 flight with ``client.submit`` (``threads-futures->nest`` at c=64 against ``nest->nest``
-is issue 13's futures target). ``--only none``
-runs the framer alone; ``--no-framer`` skips it.
+is issue 13's futures target). ``tcpmsg-bench`` is the ``tcpmsg bench`` command as the
+client (``tcpmsg-bench->nest`` beside ``nest->nest``: it against the NestJS load driver).
+The ceilings, futures clients and ``tcpmsg-bench`` run the cells they can speak.
+``--quick`` runs the pairs with NestJS on one side and ours on the other only (no
+ceilings, no ``X->X``). ``--only none`` runs the framer alone; ``--no-framer`` skips it.
 """
 
 from __future__ import annotations
