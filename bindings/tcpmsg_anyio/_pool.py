@@ -102,10 +102,11 @@ class PooledClient:
         self.on_status = on_status
         self._resolver = resolver
         # Time 0 is "due now": names and first connects happen at connect().
-        self._balancer = Balancer(
-            targets, now=0.0, pool_size=pool_size, strategy=balance, backoff=retry_delay,
-            backoff_max=backoff_max, max_connection_age=max_connection_age,
+        self._new_balancer = functools.partial(
+            Balancer, targets, now=0.0, pool_size=pool_size, strategy=balance,
+            backoff=retry_delay, backoff_max=backoff_max, max_connection_age=max_connection_age,
             resolve_interval=30.0 if resolve_interval is None else resolve_interval)
+        self._balancer = self._new_balancer()
         self._tg: TaskGroup | None = None
         self._changed: anyio.Event | None = None  # replaced on every change
         self._wake: anyio.Event | None = None  # the timer keeper re-reads the timer
@@ -150,10 +151,12 @@ class PooledClient:
         """Start connecting to every endpoint; return once one connection is live.
 
         Raises ``ConnectionClosedError`` (an ``OSError``) naming every endpoint if each
-        one failed its first attempt. Call :meth:`aclose` from the same task later.
+        one failed its first attempt (and stops trying: ``connect()`` again starts over).
+        Call :meth:`aclose` from the same task later.
         """
-        if self._balancer.closed:
-            raise ConnectionClosedError("the client is closed")
+        if self._balancer.closed:  # closed, or a failed connect: start afresh
+            self._balancer = self._new_balancer()
+            self._closing = False
         if self._tg is None:
             tg = anyio.create_task_group()
             await tg.__aenter__()

@@ -84,10 +84,11 @@ class PooledClient:
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.on_status = on_status
         self._resolve = resolver or b.resolve
-        self._balancer = Balancer(
-            targets, now=b.monotonic(), pool_size=pool_size, strategy=balance,
+        self._new_balancer = functools.partial(
+            Balancer, targets, pool_size=pool_size, strategy=balance,
             backoff=retry_delay, backoff_max=backoff_max, max_connection_age=max_connection_age,
             resolve_interval=30.0 if resolve_interval is None else resolve_interval)
+        self._balancer = self._new_balancer(now=b.monotonic())
         self._lock = b.lock()
         self._changed = b.event()  # set on every change; callers waiting for a connection
         self._wake = b.event()  # the timer keeper re-reads the timer
@@ -124,15 +125,20 @@ class PooledClient:
         """Start connecting to every endpoint; return once one connection is live.
 
         Raises ``ConnectionClosedError`` (an ``OSError``) naming every endpoint if each
-        one failed its first attempt.
+        one failed its first attempt (and stops trying: ``connect()`` again starts over).
         """
-        if self._balancer.closed:
-            raise ConnectionClosedError("the client is closed")
+        if self._balancer.closed:  # closed, or a failed connect: start afresh
+            self._balancer = self._new_balancer(now=self._b.monotonic())
+            self._closing = False
         if self._keeper is None:
             actions = self._feed(None)
             self._keeper = self._b.spawn(self._keep)
             self._carry(actions)
-        conn = self._pick(None, None)
+        try:
+            conn = self._pick(None, None)
+        except BaseException:
+            self.close()
+            raise
         self._release(conn)
 
     def close(self) -> None:

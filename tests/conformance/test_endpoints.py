@@ -63,16 +63,19 @@ def test_sigkill_one_fails_only_its_calls_then_it_comes_back(binding, server_pro
     endpoints = [(HOST, p.port) for p in procs.values()]
     with binding.connect(None, endpoints=endpoints, timeout=20, retry_delay=0.2, backoff_max=1.0) as c:
         assert binding.wait_until(lambda: all(e.state is UP for e in c.endpoints), timeout=10), c.endpoints
-        plain = binding.spawn(c.concurrent_sends, [("whoami", 1.5, {})] * 6)
-        again = binding.spawn(c.concurrent_sends, [("whoami", 1.5, {"idempotent": True})] * 6)
+        # one batch after the other: round robin puts 2 of each batch's 6 on b
+        plain = binding.spawn(c.concurrent_sends, [("whoami", 2.0, {})] * 6)
+        assert binding.wait_until(lambda: sum(e.pending for e in c.endpoints) == 6, timeout=10), c.endpoints
+        again = binding.spawn(c.concurrent_sends, [("whoami", 2.0, {"idempotent": True})] * 6)
         assert binding.wait_until(lambda: sum(e.pending for e in c.endpoints) == 12, timeout=10), c.endpoints
+        assert [e.pending for e in c.endpoints] == [4, 4, 4], c.endpoints
         b.kill()
         # in flight on b: ConnectionClosedError, or re-sent elsewhere once when idempotent
         outcomes = plain.result(30)
         failed = [v for kind, v in outcomes if kind == "err"]
         assert failed and all(isinstance(v, st.ConnectionClosedError) for v in failed), outcomes
         assert {v for kind, v in outcomes if kind == "ok"} <= {"a", "c"}, outcomes
-        assert len(failed) == 2, outcomes  # round robin put 2 of the 6 on b
+        assert len(failed) == 2, outcomes
         outcomes = again.result(30)
         assert all(kind == "ok" for kind, _ in outcomes), outcomes
         assert collections.Counter(v for _, v in outcomes)["b"] == 0, outcomes
@@ -128,14 +131,25 @@ def test_host_with_pool_options_is_resolved_too(binding, server):
         c.emit("evt", "pooled")
 
 
+def peers(c, n):
+    return collections.Counter(tuple(c.send({"cmd": "ctx"}, None)["peer"]) for _ in range(n))
+
+
 def test_least_pending_sends_to_the_idle_connection(binding, server):
     with binding.connect(server.port, pool_size=2, balance="least_pending", timeout=10) as c:
         assert binding.wait_until(lambda: c.endpoints[0].connections == 2, timeout=10), c.endpoints
+        slow = binding.spawn(c.send, "whoami", 2.0)
+        assert binding.wait_until(lambda: c.endpoints[0].pending == 1, timeout=5)
+        during = peers(c, 20)
+        assert len(during) == 1, during  # all on the connection without the slow call
+        assert slow.result(10) == "in-process"
+        after = peers(c, 20)
+        assert len(after) == 2 and set(after.values()) == {10}, after  # both idle: in turn
+    with binding.connect(server.port, pool_size=2, timeout=10) as c:  # round robin
+        assert binding.wait_until(lambda: c.endpoints[0].connections == 2, timeout=10), c.endpoints
         slow = binding.spawn(c.send, "whoami", 1.0)
         assert binding.wait_until(lambda: c.endpoints[0].pending == 1, timeout=5)
-        t0 = time.monotonic()
-        assert spread(c, 20) == {"in-process": 20}
-        assert time.monotonic() - t0 < 0.9  # none queued behind the slow call
+        assert set(peers(c, 20).values()) == {10}
         assert slow.result(10) == "in-process"
 
 
@@ -155,6 +169,17 @@ def test_every_endpoint_down_is_an_error_naming_them(binding):
         with binding.connect(None, endpoints=[(HOST, p) for p in ports], connect_timeout=5):
             pass
     assert all(f"{HOST}:{p}" in str(info.value) for p in ports), info.value
+    # nothing keeps trying in the background; connect() again starts over
+    c = binding.client(None, endpoints=[(HOST, p) for p in ports], connect_timeout=5)
+    for _ in range(2):
+        with pytest.raises(st.ConnectionClosedError):
+            c.connect()
+    with binding.serve(port=ports[1]) as server:
+        c.connect()
+        assert c.send("whoami", None) == "in-process"
+        assert [e.state for e in c.endpoints] == [DOWN, UP]
+        c.close()
+    del server
 
 
 def test_host_and_endpoints_together_is_a_type_error(binding):
