@@ -525,6 +525,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                grace=args.grace, drain_delay=args.drain_delay, serve_args=_worker_args(args))
         except (RuntimeError, OSError) as exc:
             raise CliError(f"cannot serve on {_host_port(args.host, args.port)}: {exc}", EXIT_CONNECTION) from None
+    if os.environ.get("TCPMSG_PARENT_PID"):
+        from .workers import stop_with_parent
+
+        stop_with_parent(int(os.environ["TCPMSG_PARENT_PID"]))
     router = load_router(args.target)
     tls = server_tls(args)
     limits = Limits(max_connections=args.max_connections) if args.max_connections else None

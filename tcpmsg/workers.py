@@ -32,7 +32,7 @@ from typing import IO, Any
 
 from .output import say
 
-__all__ = ["Workers", "run_workers"]
+__all__ = ["Workers", "run_workers", "stop_with_parent"]
 
 log = logging.getLogger("tcpmsg.workers")
 
@@ -119,7 +119,8 @@ class Workers:
 
     def _spawn(self, worker: _Worker) -> None:
         worker.listening.clear()
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TCPMSG_WORKER=str(worker.index))
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TCPMSG_WORKER=str(worker.index),
+                   TCPMSG_PARENT_PID=str(os.getpid()))
         # Workers ignore the terminal's Ctrl-C: the parent tells them when to stop, once.
         proc = subprocess.Popen(self._command(), stdout=subprocess.PIPE, text=True, env=env,
                                 start_new_session=True)
@@ -202,6 +203,19 @@ class Workers:
     def pids(self) -> list[int]:
         """The running workers' process ids."""
         return [w.proc.pid for w in self.workers if w.proc is not None and w.proc.poll() is None]
+
+
+def stop_with_parent(parent: int, interval: float = 1.0) -> None:
+    """In a worker: drain and stop (SIGTERM to itself) if the parent ``parent`` is gone,
+    so that a parent killed outright (SIGKILL, OOM) leaves no orphaned workers serving."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        log.warning("the parent process %d is gone: stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="tcpmsg-parent-watch", daemon=True).start()
 
 
 def _hold_port(host: str) -> socket.socket:

@@ -128,6 +128,19 @@ def test_sigterm_to_the_parent_answers_every_request_in_flight(tmp_path: Path) -
         close_pipes(server)
 
 
+def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
+    server = start_serve(tmp_path, "--workers", "2")
+    try:
+        wait_for(lambda: len(children(server.proc.pid)) == 2)
+        workers = children(server.proc.pid)
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(10)
+        wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=30)
+    finally:
+        stop(server.proc)
+        close_pipes(server)
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
