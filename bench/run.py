@@ -66,7 +66,7 @@ from _common import BENCH, BINDINGS, CONCURRENCIES, FUTURES, NEST_MAJOR, PAYLOAD
 RESULTS = BENCH / "results"
 BASELINE = "nest->nest"
 METRICS = ("rps", "p50_ms", "p99_ms", "rss_mib")
-#: Shortest window and warm-up of the stream, emit and conns cells (--quick: half, but for emit).
+#: Shortest window and warm-up of the stream, emit and conns cells (--quick: shorter).
 BREADTH_MIN_DURATION = 0.6
 BREADTH_MIN_WARMUP = 0.3
 
@@ -339,8 +339,8 @@ def run_group(client: str, server: str, cells: list[dict[str, Any]], args: argpa
             warmup = max(args.warmup, args.first_warmup) if i == 0 else args.warmup
             duration = args.duration
             if cell["kind"] != "echo":  # calls that take long: a window that holds several
-                # --quick halves them, but for emit: its rate needs two ticks replies inside the window
-                scale = 0.5 if args.quick and cell["kind"] != "emit" else 1.0
+                # --quick shortens them, emit less: its rate needs two ticks replies inside the window
+                scale = (0.7 if cell["kind"] == "emit" else 0.35) if args.quick else 1.0
                 duration = max(duration, BREADTH_MIN_DURATION * scale)
                 warmup = max(warmup, BREADTH_MIN_WARMUP * scale)
             reset_peak_rss(srv.pid)

@@ -159,7 +159,6 @@ class _Window:
     """The measurement window shared by every connection."""
 
     def __init__(self, result: BenchResult) -> None:
-        self.result = result
         self.latencies = result.latencies
         self.errors = result.errors
         self.start = math.inf  # calls started from here on count
@@ -218,20 +217,19 @@ class _BenchProtocol(asyncio.Protocol):
                 if t0 >= window.start and now <= window.end:
                     window.latencies.append(now - t0)
                     window.done += 1
+            elif kind is RemoteErrorReceived:
+                started.pop(event.request_id, None)  # type: ignore[attr-defined]
+                window.errors["no_handler" if event.no_handler else "remote"] += 1  # type: ignore[attr-defined]
+            elif kind is RequestTimedOut:
+                started.pop(event.request_id, None)  # type: ignore[attr-defined]
+                window.errors["timeout"] += 1
             elif kind is ConnectionClosed:
                 self._closed(event)  # type: ignore[arg-type]
                 return
-            elif kind is ProtocolErrorOccurred:
-                window.errors["protocol"] += 1
-                continue
             else:
-                started.pop(event.request_id, None)  # type: ignore[attr-defined]
-                if kind is RequestTimedOut:
-                    window.errors["timeout"] += 1
-                elif kind is RemoteErrorReceived:
-                    window.errors["no_handler" if event.no_handler else "remote"] += 1  # type: ignore[attr-defined]
-                else:
-                    continue  # a dropped packet: not a reply to anything
+                if kind is ProtocolErrorOccurred:
+                    window.errors["protocol"] += 1
+                continue  # not the end of a call (a protocol error, a packet that answers nothing)
             if now < window.end:
                 self._send(now)
         self._flush()

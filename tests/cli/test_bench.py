@@ -210,3 +210,85 @@ def test_bad_arguments_and_refused_connection(served: Served) -> None:
     with_socket.close()  # nothing listens there now
     proc = tcpmsg("bench", f"127.0.0.1:{port}", "echo", "1", "-d", "0.2")
     assert proc.returncode == 3 and "cannot connect" in one_line_error(proc)
+
+
+def test_percentiles_and_histogram_edges() -> None:
+    from tcpmsg.bench import histogram, percentile
+
+    assert percentile([], 50) == 0.0 and histogram([]) == []
+    assert percentile([1.0], 99) == 1.0 and histogram([2.0]) == [(2.0, 1)]
+    values = [i / 1000 for i in range(1, 101)]  # 1..100 ms
+    assert (percentile(values, 50), percentile(values, 90), percentile(values, 99)) == (0.05, 0.09, 0.099)
+    hist = histogram(values)
+    assert len(hist) == 10 and sum(n for _, n in hist) == 100 and hist[-1][0] == 0.1
+    assert [b for b, _ in hist] == sorted(b for b, _ in hist)
+    assert histogram([0.003] * 5) == [(0.003, 5)]  # all equal: one bucket
+
+
+class OddServer:
+    """A loopback server answering ``echo`` requests, with something odd before each reply."""
+
+    def __init__(self, odd: bytes) -> None:
+        import socket
+        import threading
+
+        self.odd = odd
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        buf = b""
+        with sock:
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                out = b""
+                while b"#" in buf:
+                    size, rest = buf.split(b"#", 1)
+                    if len(rest) < int(size):
+                        break
+                    packet, buf = json.loads(rest[: int(size)]), rest[int(size):]
+                    reply = json.dumps({"response": packet["data"], "isDisposed": True, "id": packet["id"]})
+                    out += self.odd + f"{len(reply)}#{reply}".encode()
+                try:
+                    sock.sendall(out)
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(timeout=10)
+
+
+def test_packets_that_answer_nothing_are_ignored() -> None:
+    server = OddServer(b'9#{"foo":1}')
+    try:
+        status, rep = bench_json(f"127.0.0.1:{server.port}", "echo", "1", "-c", "4", "-d", "0.4")
+    finally:
+        server.close()
+    assert status == 0
+    check_report(rep, 4, 1, 0.4)
+    assert rep["requests"] > 10 and rep["error_count"] == 0, rep
+
+
+def test_protocol_error_ends_the_connection() -> None:
+    server = OddServer(b"ab#{}")  # not a length: NestJS drops such a peer, and so do we
+    try:
+        status, rep = bench_json(f"127.0.0.1:{server.port}", "echo", "1", "-c", "4", "-d", "2")
+    finally:
+        server.close()
+    assert status == 1
+    assert rep["requests"] == 0 and rep["errors"]["protocol"] == 1, rep
+    assert rep["errors"]["connection"] == 4, rep  # the calls in flight die with the connection
+    assert rep["duration_s"] < 1.5  # ends once its only connection is gone
