@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import LocalProtocolError
+from .status import ConnectionStatus
 
 __all__ = [
     "Action",
@@ -195,23 +196,25 @@ def parse_endpoints(endpoints: Iterable[Any]) -> list[tuple[str, int]]:
     return out
 
 
-def pool_targets(host: str | None, port: int | None, endpoints: Iterable[Any] | None, *,
-                 pool_size: int = 1, max_connection_age: float | None = None,
-                 resolve_interval: float | None = None) -> list[tuple[str, int]] | None:
-    """What ``connect(...)`` makes: None for one plain connection to ``host:port``, else
-    the ``(host, port)`` targets of a pooled client.
+def pool_targets(host: str | None, port: int | None,
+                 options: dict[str, Any]) -> list[tuple[str, int]] | None:
+    """What ``connect(host, port, **options)`` makes: None for one plain connection to
+    ``host:port``, else the ``(host, port)`` targets of a pooled client (``endpoints`` is
+    taken out of ``options``; the rest are the pooled client's).
 
     A pooled client is made for ``endpoints=`` or for any pool option (``pool_size``
     other than 1, ``max_connection_age``, ``resolve_interval``); then a lone ``host`` is
     resolved, each address an endpoint. ``host``/``port`` and ``endpoints`` exclude
     each other (``TypeError``).
     """
+    endpoints = options.pop("endpoints", None)
     if endpoints is not None:
         if host is not None or port is not None:
             raise TypeError("connect() takes either host/port or endpoints=, not both "
                             f"(host={host!r}, port={port!r}, endpoints={endpoints!r})")
         return parse_endpoints(endpoints)
-    if pool_size == 1 and max_connection_age is None and resolve_interval is None:
+    if (options.get("pool_size", 1) == 1 and options.get("max_connection_age") is None
+            and options.get("resolve_interval") is None):
         return None
     return parse_endpoints([(host or "localhost", 3000 if port is None else port)])
 
@@ -254,8 +257,10 @@ class Balancer:
         backoff: float = 0.1,
         backoff_max: float = 5.0,
         max_connection_age: float | None = None,
-        resolve_interval: float = 30.0,
+        resolve_interval: float | None = 30.0,
     ) -> None:
+        if resolve_interval is None:
+            resolve_interval = 30.0
         targets = parse_endpoints(endpoints)
         if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 1:
             raise LocalProtocolError(f"pool_size must be an int >= 1, not {pool_size!r}")
@@ -299,6 +304,17 @@ class Balancer:
     def endpoints(self) -> list[EndpointInfo]:
         """Every current endpoint, its state and pending calls."""
         return [ep.info() for ep in self._endpoints.values()]
+
+    def status(self, previous: ConnectionStatus) -> ConnectionStatus:
+        """The client's status now: ``connected`` while a connection is live, else
+        ``reconnecting`` once it was connected (``disconnected`` after :meth:`close`)."""
+        if self.closed:
+            return ConnectionStatus.DISCONNECTED
+        if self._live:
+            return ConnectionStatus.CONNECTED
+        if previous is ConnectionStatus.CONNECTED:
+            return ConnectionStatus.RECONNECTING
+        return previous
 
     @property
     def has_live(self) -> bool:

@@ -52,10 +52,7 @@ _DEFAULT = _Default.DEFAULT
 def pooled(member: type[Client], host: str | None, port: int | None,
            options: dict[str, Any]) -> PooledClient | None:
     """The pooled client ``connect(...)`` asked for, or None for one plain connection."""
-    endpoints = options.pop("endpoints", None)
-    targets = pool_targets(host, port, endpoints, pool_size=options.get("pool_size", 1),
-                           max_connection_age=options.get("max_connection_age"),
-                           resolve_interval=options.get("resolve_interval"))
+    targets = pool_targets(host, port, options)
     return None if targets is None else PooledClient(member, targets, **options)
 
 
@@ -105,7 +102,7 @@ class PooledClient:
         self._new_balancer = functools.partial(
             Balancer, targets, now=0.0, pool_size=pool_size, strategy=balance,
             backoff=retry_delay, backoff_max=backoff_max, max_connection_age=max_connection_age,
-            resolve_interval=30.0 if resolve_interval is None else resolve_interval)
+            resolve_interval=resolve_interval)
         self._balancer = self._new_balancer()
         self._tg: TaskGroup | None = None
         self._changed: anyio.Event | None = None  # replaced on every change
@@ -204,10 +201,7 @@ class PooledClient:
             fn(*args)
         balancer.handle_timer(anyio.current_time())
         self._signal()
-        if balancer.has_live:
-            self._status = ConnectionStatus.CONNECTED
-        elif self._status is ConnectionStatus.CONNECTED:
-            self._status = ConnectionStatus.RECONNECTING
+        self._status = balancer.status(self._status)
         return balancer.actions()
 
     def _carry(self, actions: list[Action]) -> None:

@@ -41,10 +41,7 @@ log = logging.getLogger("tcpmsg.client")
 def pooled(member: type[Client], host: str | None, port: int | None,
            options: dict[str, Any]) -> PooledClient | None:
     """The pooled client ``connect(...)`` asked for, or None for one plain connection."""
-    endpoints = options.pop("endpoints", None)
-    targets = pool_targets(host, port, endpoints, pool_size=options.get("pool_size", 1),
-                           max_connection_age=options.get("max_connection_age"),
-                           resolve_interval=options.get("resolve_interval"))
+    targets = pool_targets(host, port, options)
     return None if targets is None else PooledClient(member, targets, **options)
 
 
@@ -87,7 +84,7 @@ class PooledClient:
         self._new_balancer = functools.partial(
             Balancer, targets, pool_size=pool_size, strategy=balance,
             backoff=retry_delay, backoff_max=backoff_max, max_connection_age=max_connection_age,
-            resolve_interval=30.0 if resolve_interval is None else resolve_interval)
+            resolve_interval=resolve_interval)
         self._balancer = self._new_balancer(now=b.monotonic())
         self._lock = b.lock()
         self._changed = b.event()  # set on every change; callers waiting for a connection
@@ -156,7 +153,7 @@ class PooledClient:
         if keeper is not None:
             keeper.join(5.0)
         self._idle.wait((self.connect_timeout or 10.0) + 5.0)
-        self._set_status(ConnectionStatus.DISCONNECTED)
+        self._status = ConnectionStatus.DISCONNECTED
 
     # -- carrying out the balancer's decisions ---------------------------------------------
 
@@ -167,13 +164,9 @@ class PooledClient:
                 fn(*args)
             self._balancer.handle_timer(self._b.monotonic())
             actions = self._balancer.actions()
-            live = self._balancer.has_live
+            self._status = self._balancer.status(self._status)
             self._changed.set()
         self._wake.set()
-        if live:
-            self._set_status(ConnectionStatus.CONNECTED)
-        elif self._status is ConnectionStatus.CONNECTED:
-            self._set_status(ConnectionStatus.RECONNECTING)
         return actions
 
     def _carry(self, actions: list[Action]) -> None:
@@ -259,9 +252,6 @@ class PooledClient:
                 self.on_status(info)
             except Exception:
                 log.exception("status callback failed")
-
-    def _set_status(self, status: ConnectionStatus) -> None:
-        self._status = status
 
     # -- calls --------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from sansio_tcpmsg import ConnectionStatus
 from sansio_tcpmsg.balancing import (
     Balancer,
     Close,
@@ -317,13 +318,30 @@ def test_ipv6_addresses_are_endpoints_not_names() -> None:
 
 
 def test_pool_targets_decide_what_connect_makes() -> None:
-    assert pool_targets("h", 1, None) is None
-    assert pool_targets(None, None, None) is None
-    assert pool_targets("h", 1, None, pool_size=2) == [("h", 1)]
-    assert pool_targets(None, None, None, max_connection_age=5.0) == [("localhost", 3000)]
-    assert pool_targets(None, 7, None, resolve_interval=1.0) == [("localhost", 7)]
-    assert pool_targets(None, None, [A, B]) == [A, B]
+    assert pool_targets("h", 1, {}) is None
+    assert pool_targets(None, None, {"endpoints": None, "pool_size": 1}) is None
+    assert pool_targets("h", 1, {"pool_size": 2}) == [("h", 1)]
+    assert pool_targets(None, None, {"max_connection_age": 5.0}) == [("localhost", 3000)]
+    assert pool_targets(None, 7, {"resolve_interval": 1.0}) == [("localhost", 7)]
+    options = {"endpoints": [A, B], "pool_size": 2}
+    assert pool_targets(None, None, options) == [A, B]
+    assert options == {"pool_size": 2}  # the pooled client's own options remain
     with pytest.raises(TypeError, match="host/port or endpoints"):
-        pool_targets("h", None, [A])
+        pool_targets("h", None, {"endpoints": [A]})
     with pytest.raises(TypeError, match="port=1"):
-        pool_targets(None, 1, [A])
+        pool_targets(None, 1, {"endpoints": [A]})
+
+
+def test_status_follows_live_connections() -> None:
+    S = ConnectionStatus
+    b = Balancer([A], now=0.0, resolve_interval=None)
+    assert b.resolve_interval == 30.0
+    [conn] = connects(b)
+    assert b.status(S.DISCONNECTED) is S.DISCONNECTED
+    b.connected(conn, 0.0)
+    assert b.status(S.DISCONNECTED) is S.CONNECTED
+    b.lost(conn, 1.0)
+    assert b.status(S.CONNECTED) is S.RECONNECTING
+    assert b.status(S.RECONNECTING) is S.RECONNECTING
+    b.close()
+    assert b.status(S.RECONNECTING) is S.DISCONNECTED
