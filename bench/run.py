@@ -136,8 +136,9 @@ def _readline(stream: IO[bytes], timeout: float) -> bytes | None:
 class Proc:
     """A child process speaking lines on stdin/stdout; stderr kept in a temp file."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], label: str) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], label: str, reads_stdin: bool = True) -> None:
         self.label = label
+        self.reads_stdin = reads_stdin  # a driver ends when its stdin closes; a server waits for SIGTERM
         self.err = tempfile.TemporaryFile()
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
                                   env=env, cwd=str(REPO))
@@ -172,7 +173,7 @@ class Proc:
             except OSError:
                 pass
             try:
-                self.p.wait(timeout=1.0)
+                self.p.wait(timeout=1.0 if self.reads_stdin else 0.0)
             except subprocess.TimeoutExpired:
                 try:
                     self.p.send_signal(signal.SIGTERM)
@@ -213,12 +214,14 @@ def start_server(kind: str, env_node: dict[str, str], env_py: dict[str, str],
     """One server process; with ``certs``, serving TLS. Returns it and its port."""
     if kind == "nest":
         env = dict(env_node, TLS_CERT=str(certs.cert), TLS_KEY=str(certs.key)) if certs else env_node
-        proc = Proc([node(), str(BENCH / "js" / "server.js")], env, "NestJS server")
+        proc = Proc([node(), str(BENCH / "js" / "server.js")], env, "NestJS server", reads_stdin=False)
     elif kind in RAW:
-        proc = Proc([sys.executable, str(BENCH / "raw_server.py"), "--model", kind[4:]], env_py, f"{kind} server")
+        proc = Proc([sys.executable, str(BENCH / "raw_server.py"), "--model", kind[4:]], env_py, f"{kind} server",
+                    reads_stdin=False)
     else:
         tls = ["--tls-cert", str(certs.cert), "--tls-key", str(certs.key)] if certs else []
-        proc = Proc([sys.executable, str(BENCH / "server.py"), "--binding", kind, *tls], env_py, f"{kind} server")
+        proc = Proc([sys.executable, str(BENCH / "server.py"), "--binding", kind, *tls], env_py, f"{kind} server",
+                    reads_stdin=False)
     try:
         line = proc.readline(30.0)
         if not line.startswith("LISTENING "):
