@@ -29,13 +29,14 @@ MODULES = [
     ("sansio_tcpmsg.health", "The built-in health route: what a balancer's check sends and what it gets back."),
     ("sansio_tcpmsg.testing", "In-memory testing: no sockets, no threads, a fake clock."),
     ("sansio_tcpmsg.handlers", "Handler kinds, which binding runs them, what a result means, middleware."),
+    ("sansio_tcpmsg.calls", "Client middleware around each send, stream and emit of any client."),
     ("tcpmsg_threads", "Blocking client and server for plain threads (standard library only)."),
     ("tcpmsg_gevent", "Client and server for gevent (extra `[gevent]`)."),
     ("tcpmsg_anyio", "Async client and server over anyio, for asyncio and trio (extras `[anyio]`, `[trio]`)."),
     ("tcpmsg.workers", "Several worker processes serving one port (`tcpmsg serve --workers N`)."),
 ]
 
-CORE_MODULES = ("sansio_tcpmsg", "sansio_tcpmsg.testing", "sansio_tcpmsg.handlers")
+CORE_MODULES = ("sansio_tcpmsg", "sansio_tcpmsg.testing", "sansio_tcpmsg.handlers", "sansio_tcpmsg.calls")
 
 
 def anchor(module: str, name: str) -> str:
@@ -65,6 +66,8 @@ def home(obj: Any) -> str | None:
         return "sansio_tcpmsg.testing"
     if module.startswith("sansio_tcpmsg.handlers"):
         return "sansio_tcpmsg.handlers"
+    if module.startswith("sansio_tcpmsg.calls"):
+        return "sansio_tcpmsg.calls"
     if module.startswith("sansio_tcpmsg"):
         return "sansio_tcpmsg"
     return None
