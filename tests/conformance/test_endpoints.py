@@ -13,7 +13,7 @@ import socket
 import time
 
 import pytest
-from conftest import free_port
+from conftest import client_ctx, free_port, server_ctx
 from tcpmsg_facade import HOST
 
 import sansio_tcpmsg as st
@@ -219,3 +219,26 @@ def test_submit_and_map_spread_over_the_pool(binding, server_process):
         assert binding.wait_until(lambda: all(e.pending == 0 for e in c.endpoints), timeout=5), c.endpoints
         with pytest.raises(ValueError, match="window"):
             c.raw.map("echo", [1], window=0)
+
+
+def test_names_resolved_by_default_and_tls_checks_the_name(binding, certs):
+    with binding.serve(tls=server_ctx(certs)) as srv:
+        # getaddrinfo("localhost"): each address an endpoint; the certificate names "localhost"
+        with binding.connect(None, endpoints=[("localhost", srv.port)], tls=client_ctx(certs),
+                             timeout=10) as c:
+            assert c.send("whoami", None) == "in-process"
+            assert {e.name for e in c.endpoints} == {"localhost"}
+            assert "127.0.0.1" in {e.host for e in c.endpoints}, c.endpoints
+
+        def resolver(host, port):
+            return ["127.0.0.1"]
+
+        # a name the certificate does not carry is refused ...
+        with pytest.raises(OSError, match="127.0.0.1"):
+            with binding.connect(None, endpoints=[("svc.test", srv.port)], resolver=resolver,
+                                 tls=client_ctx(certs), connect_timeout=5):
+                pass
+        # ... unless server_hostname says which name to check
+        with binding.connect(None, endpoints=[("svc.test", srv.port)], resolver=resolver,
+                             tls=client_ctx(certs), server_hostname="localhost", timeout=10) as c:
+            assert c.send("echo", 1) == 1
