@@ -328,12 +328,16 @@ def test_test_client_plain_returning_generator_streams() -> None:
     assert client.stream("generator", 2) == [0, 1]
 
 
-def test_test_client_runs_async_routers_as_anyio_does() -> None:
-    router = kinds_router()
-
+def with_async_answer(router: Router) -> Router:
     @router.message("async")
     async def answer(data: Any) -> Any:
         return 42
+
+    return router
+
+
+def test_test_client_runs_async_routers_as_anyio_does() -> None:
+    router = with_async_answer(kinds_router())
 
     @router.message("agen")
     async def items(data: Any) -> AsyncIterator[int]:
@@ -348,12 +352,7 @@ def test_test_client_runs_async_routers_as_anyio_does() -> None:
 
 
 def test_test_client_refuses_what_the_sync_bindings_refuse() -> None:
-    router = Router()
-
-    @router.message("async")
-    async def answer(data: Any) -> Any:
-        return 42
-
+    router = with_async_answer(Router())
     with pytest.raises(TypeError, match="needs tcpmsg_anyio; tcpmsg_threads runs plain functions"):
         TestClient(router, family=Family.SYNC)
 
