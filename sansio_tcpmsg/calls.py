@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .handlers import Kind, describe, kind_of
+from .handlers import Kind, aclose, describe, kind_of
 
 __all__ = ["Call", "CallMiddleware", "Intercepted", "intercept"]
 
@@ -127,9 +127,7 @@ async def _after(pending: Any) -> AsyncIterator[Any]:
         async for item in items:
             yield item
     finally:
-        aclose = getattr(items, "aclose", None)  # leaving early cancels the request
-        if aclose is not None:
-            await aclose()
+        await aclose(items)  # leaving early cancels the request
 
 
 def intercept(client: Any, *middleware: CallMiddleware) -> Intercepted:

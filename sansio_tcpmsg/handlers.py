@@ -16,8 +16,8 @@ async generator function                    refused at serve     streams
 ==========================================  ===================  ======================
 
 A list, tuple, dict or string is one value, never a stream. A binding builds a
-:class:`Handlers` from the router when it is served (:class:`TypeError` for a kind it
-cannot run, naming the handler and its route), then calls what
+:class:`Handlers` from the router when it is served (:class:`UnsupportedHandler`, a
+``TypeError``, for a kind it cannot run, naming the handler and its route), then calls what
 :meth:`Handlers.message_handler` gives it; :class:`~sansio_tcpmsg.ServerConnection`
 turns the result or the exception into the reply (``handler_returned``,
 ``handler_raised``), and the binding only decides where the code runs and how it waits.
@@ -35,7 +35,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .routing import Context, Handler, Middleware, Router
 
-__all__ = ["Family", "Handlers", "Kind", "Stream", "UnsupportedHandler", "close", "describe", "family_of", "kind_of", "log", "stream_of"]
+__all__ = [
+    "Family",
+    "Handlers",
+    "Kind",
+    "Stream",
+    "UnsupportedHandler",
+    "aclose",
+    "close",
+    "describe",
+    "family_of",
+    "kind_of",
+    "log",
+    "stream_of",
+]
 
 #: The server's logger: handler failures (ERROR, with traceback), events nobody handles
 #: (WARNING), and one DEBUG line per request and per event.
@@ -155,6 +168,14 @@ def close(items: Iterator[Any]) -> None:
     method = getattr(items, "close", None)
     if method is not None:
         method()
+
+
+async def aclose(items: AsyncIterator[Any]) -> None:
+    """Close an async iterator a binding stops draining (an async generator's ``finally``
+    runs; one without ``aclose`` has nothing to close)."""
+    method = getattr(items, "aclose", None)
+    if method is not None:
+        await method()
 
 
 def _link(middleware: Middleware, call_next: Handler) -> Handler:

@@ -31,7 +31,7 @@ from sansio_tcpmsg import (
     Router,
     ServerConnection,
 )
-from sansio_tcpmsg.handlers import Family, Handlers, Kind, Stream, close
+from sansio_tcpmsg.handlers import Family, Handlers, Kind, Stream, aclose, close
 
 from ._aio import ProtocolCarrier
 from ._link import Link, Mailbox, StreamCarrier, close_stream, running_loop
@@ -448,9 +448,7 @@ async def _drain_async(items: AsyncIterator[Any], send: _Send) -> None:
             if not send(item):
                 return
     finally:
-        aclose = getattr(items, "aclose", None)  # an async generator's ``finally`` runs
-        if aclose is not None:
-            await aclose()
+        await aclose(items)
 
 
 async def _read_proxy_header(sock: SocketStream, conn: ServerConnection) -> None:
