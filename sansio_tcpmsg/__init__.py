@@ -11,6 +11,7 @@ from .codec import Codec, JsonCodec
 from .connection import Connection
 from .errors import (
     ConnectionClosedError,
+    ForeignProtocolError,
     FrameError,
     FrameTooLarge,
     IncompleteFrameTimeout,
@@ -64,6 +65,7 @@ __all__ = [
     "EndpointState",
     "Event",
     "EventReceived",
+    "ForeignProtocolError",
     "FrameDecoder",
     "FrameError",
     "FrameTooLarge",

@@ -34,6 +34,8 @@ DispatchHook = Callable[[dict[str, Any]], object]
 class _Pending:
     stream: bool
     deadline: float | None
+    pattern: Any  # and timeout: for the RequestTimeout message
+    timeout: float | None
     last: Any = field(default=None)
 
 
@@ -59,6 +61,8 @@ class ClientConnection(Connection):
     call, with nothing queued.
     """
 
+    _peer_role = "server"
+
     def __init__(
         self, *, limits: Limits | None = None, codec: Codec | None = None, on_dispatch: DispatchHook | None = None
     ) -> None:
@@ -79,6 +83,7 @@ class ClientConnection(Connection):
         data: Any,
         *,
         deadline: float | None = None,
+        timeout: float | None = None,
         metadata: Any = None,
         stream: bool = False,
     ) -> str:
@@ -87,7 +92,8 @@ class ClientConnection(Connection):
         The pattern travels as given, as a NestJS client sends it. With ``stream`` each
         value arrives as a :class:`StreamItemReceived` and the end as :class:`StreamEnded`;
         without, the last value arrives as one :class:`ResponseReceived`. ``deadline`` is
-        an absolute time on the clock given to ``handle_timer``. Raises
+        an absolute time on the clock given to ``handle_timer``; ``timeout``, the number
+        of seconds it was computed from, is named in the timeout's message. Raises
         :class:`UnserializableError` (nothing queued) for values JSON cannot carry.
         """
         if self.closed:
@@ -99,7 +105,7 @@ class ClientConnection(Connection):
         self._next_id += 1
         request_id = str(self._next_id)
         self._queue(request_packet(pattern, data, request_id, metadata))
-        self._pending[request_id] = _Pending(stream, deadline)
+        self._pending[request_id] = _Pending(stream, deadline, pattern, timeout)
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, request_id))
         return request_id
@@ -133,8 +139,11 @@ class ClientConnection(Connection):
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
             _, request_id = heapq.heappop(deadlines)
-            if self._pending.pop(request_id, None) is not None:
-                self._events.append(RequestTimedOut(request_id))
+            pending = self._pending.pop(request_id, None)
+            if pending is not None:
+                self._events.append(RequestTimedOut(
+                    request_id, pending.pattern, pending.timeout, pending.stream, self.nothing_received
+                ))
         super().handle_timer(now)
 
     def _handle_packet(self, obj: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from .errors import UnserializableError
 
-__all__ = ["Codec", "JsonCodec", "js_number"]
+__all__ = ["Codec", "JsonCodec", "js_number", "locate_unserializable"]
 
 _MAX_SAFE = 2**53
 
@@ -44,7 +44,10 @@ def js_number(value: float | int) -> str:
     """
     if isinstance(value, int) and abs(value) <= _MAX_SAFE:
         return str(value)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int past every float: written in full, as json does
+        return str(value)
     if not math.isfinite(number):
         raise UnserializableError(f"{value!r} cannot be written as JSON")
     if number == 0:
@@ -104,7 +107,8 @@ class JsonCodec:
         try:
             text = "".join(self._encode(value, 0))
         except (TypeError, ValueError, RecursionError) as exc:
-            raise UnserializableError(f"cannot send {type(value).__name__} as JSON: {exc}") from None
+            where = locate_unserializable(value, "value")
+            raise UnserializableError(where or f"cannot send {type(value).__name__} as JSON: {exc}") from None
         # Every float Python writes otherwise than JavaScript has ".", "+" or "-" in its
         # text: a C-speed filter on the text, then a look at the value's floats.
         if ("." in text or "+" in text or "-" in text) and _has_python_only_float(value):
@@ -165,6 +169,66 @@ def _has_python_only_float(value: Any) -> bool:
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
     return False
+
+
+_HINTS: dict[type, tuple[str, str]] = {  # type -> (how to name one, what to send instead)
+    set: ("a set", "send a list"),
+    frozenset: ("a frozenset", "send a list"),
+    bytes: ("bytes", "send a str, e.g. base64"),
+    bytearray: ("a bytearray", "send a str, e.g. base64"),
+}
+_JSON_KEYS = (str, int, float, bool, type(None))
+
+
+def locate_unserializable(value: Any, root: str) -> str | None:
+    """Say where in ``value`` (named ``root``) the first thing JSON cannot carry sits.
+
+    Only called once encoding failed, so the fast path pays nothing for it.
+
+    >>> locate_unserializable({"x": [1, float("nan")]}, "data")
+    'data["x"][1] is nan, which JSON cannot carry (JavaScript has no NaN or Infinity in JSON)'
+    >>> locate_unserializable([1, {2}], "reply")
+    'reply[1] is a set, which JSON cannot carry (send a list)'
+    """
+    stack: list[tuple[Any, Any]] = [(value, root)]  # (value, its path) or (_LEAVE, an id)
+    open_containers: dict[int, str] = {}  # id of each container on the current path -> path
+    while stack:
+        item, path = stack.pop()
+        if item is _LEAVE:
+            del open_containers[path]
+            continue
+        if isinstance(item, (str, int)) or item is None:
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return (f"{path} is {item!r}, which JSON cannot carry "
+                        "(JavaScript has no NaN or Infinity in JSON)")
+            continue
+        if not isinstance(item, (dict, list, tuple)):
+            what, hint = _HINTS.get(type(item), (f"a {type(item).__name__}",
+                                                 "send a dict, list, str, number, bool or None"))
+            return f"{path} is {what}, which JSON cannot carry ({hint})"
+        if id(item) in open_containers:
+            return f"{path} is {open_containers[id(item)]} again: a cycle, which JSON cannot carry"
+        open_containers[id(item)] = path
+        stack.append((_LEAVE, id(item)))
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, _JSON_KEYS) or key != key or key in (math.inf, -math.inf):
+                    return (f"{path} has the key {key!r}, a {type(key).__name__}: "
+                            "JSON object keys are strings")
+            children = [(v, f"{path}[{_show_key(k)}]") for k, v in item.items()]
+        else:
+            children = [(v, f"{path}[{i}]") for i, v in enumerate(item)]
+        stack.extend(reversed(children))
+    return None
+
+
+_LEAVE = object()  # marks where the walk leaves a container
+
+
+def _show_key(key: Any) -> str:
+    return _encode_string(key) if isinstance(key, str) else repr(key)
 
 
 def _reject_constant(name: str) -> Any:

@@ -11,8 +11,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from .codec import Codec, JsonCodec
-from .errors import FrameError, IncompleteFrameTimeout, RemoteProtocolError, SendBufferExceeded
+from .codec import Codec, JsonCodec, locate_unserializable
+from .diagnose import HEAD_SIZE, foreign_protocol_error, starts_like_frames
+from .errors import (
+    FrameError,
+    IncompleteFrameTimeout,
+    RemoteProtocolError,
+    SendBufferExceeded,
+    UnserializableError,
+)
 from .events import ConnectionClosed, Event, ProtocolErrorOccurred
 from .framing import FrameDecoder, encode_frame
 from .limits import Limits
@@ -21,9 +28,15 @@ __all__ = ["Connection"]
 
 _DEFAULT_CODEC = JsonCodec()
 
+# How messages name the parts of a packet a value JSON cannot carry sits in.
+_PACKET_PARTS = {"response": "reply", "err": "error"}
+
 
 class Connection(ABC):
     """Base of :class:`ClientConnection` and :class:`ServerConnection`."""
+
+    #: What the other end is, as messages name it.
+    _peer_role = "peer"
 
     def __init__(self, *, limits: Limits | None = None, codec: Codec | None = None) -> None:
         self.limits = limits or Limits()
@@ -33,6 +46,9 @@ class Connection(ABC):
         self._events: list[Event] = []
         self._frame_deadline: float | None = None
         self._send_buffered = 0
+        # The peer's first bytes, kept until its first frame is read: if they break the
+        # framing, they say which protocol the peer speaks instead (TLS, HTTP, ...).
+        self._head: bytes | None = b""
         self.closed = False
 
     # -- bytes in ---------------------------------------------------------------------
@@ -41,8 +57,13 @@ class Connection(ABC):
         """Feed bytes read from the socket at time ``now`` (any split is fine)."""
         if self.closed:
             return
+        head = self._head
+        if head is not None and len(head) < HEAD_SIZE:
+            self._head = head + data[: HEAD_SIZE - len(head)]
         try:
             texts = self._decoder.feed(data)
+            if texts and head is not None:
+                self._head = None  # a frame: the peer speaks our protocol
             for text in texts:
                 try:
                     obj = self.codec.loads(text)
@@ -50,6 +71,9 @@ class Connection(ABC):
                     raise FrameError(f"invalid JSON in frame: {text[:80]!r}") from None
                 self._handle_packet({} if obj is None else obj)
         except RemoteProtocolError as exc:
+            head = self._head
+            if head is not None and isinstance(exc, FrameError) and not starts_like_frames(head):
+                exc = foreign_protocol_error(head, self._peer_role, exc)
             self._fail(exc)
             return
         timeout = self.limits.incomplete_frame_timeout
@@ -57,8 +81,8 @@ class Connection(ABC):
         self._frame_deadline = now + timeout if timeout and self._decoder.has_partial_frame else None
 
     def receive_eof(self) -> None:
-        """The peer closed its side of the stream."""
-        self._close(None)
+        """The peer closed its side of the stream (or reset the connection)."""
+        self._close(None, nothing_received=self._head == b"")
 
     # -- bytes out --------------------------------------------------------------------
 
@@ -69,7 +93,11 @@ class Connection(ABC):
         return out
 
     def _queue(self, packet: dict[str, Any]) -> None:
-        self._outbound.append(encode_frame(self.codec.dumps(packet)))
+        try:
+            text = self.codec.dumps(packet)
+        except UnserializableError as exc:
+            raise _unserializable(packet, exc) from None
+        self._outbound.append(encode_frame(text))
 
     # -- backpressure -----------------------------------------------------------------
 
@@ -125,12 +153,17 @@ class Connection(ABC):
         self._events.append(ProtocolErrorOccurred(error))
         self._close(error)
 
-    def _close(self, error: RemoteProtocolError | None) -> None:
+    def _close(self, error: RemoteProtocolError | None, *, nothing_received: bool = False) -> None:
         if self.closed:
             return
         self.closed = True
         self._frame_deadline = None
-        self._events.append(ConnectionClosed(error, self._abandon()))
+        self._events.append(ConnectionClosed(error, self._abandon(), nothing_received))
+
+    @property
+    def nothing_received(self) -> bool:
+        """True while the peer has not sent a single byte on this connection."""
+        return self._head == b""
 
     # -- for subclasses ---------------------------------------------------------------
 
@@ -140,3 +173,12 @@ class Connection(ABC):
     @abstractmethod
     def _abandon(self) -> tuple[str, ...]:
         """Forget every pending exchange; return the client request ids it failed."""
+
+
+def _unserializable(packet: dict[str, Any], exc: UnserializableError) -> UnserializableError:
+    """``exc`` said again with where the value sits, in the caller's terms (data, reply)."""
+    for key, value in packet.items():
+        where = locate_unserializable(value, _PACKET_PARTS.get(key, key))
+        if where is not None:
+            return UnserializableError(where)
+    return exc

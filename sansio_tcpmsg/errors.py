@@ -10,6 +10,7 @@ Three kinds of failure, kept apart because the caller reacts to each differently
     ├── RemoteProtocolError           the peer broke the wire protocol; the connection is
     │   │                             closed and reports it with a ProtocolErrorOccurred event
     │   ├── FrameError                bad length prefix, invalid JSON, split character
+    │   │   └── ForeignProtocolError  the peer speaks another protocol (TLS, HTTP, ...)
     │   ├── FrameTooLarge             over Limits.max_buffer_size
     │   ├── IncompleteFrameTimeout    the peer went silent mid-frame
     │   ├── SendBufferExceeded        the peer does not read what we send
@@ -31,6 +32,7 @@ __all__ = [
     "NO_HANDLER_MESSAGE",
     "ConnectionClosedError",
     "FrameError",
+    "ForeignProtocolError",
     "FrameTooLarge",
     "IncompleteFrameTimeout",
     "LocalProtocolError",
@@ -59,7 +61,10 @@ class LocalProtocolError(TcpMsgError, ValueError):
 
 
 class UnserializableError(LocalProtocolError):
-    """A value that JSON, as JavaScript reads it, cannot carry (NaN, Infinity, objects)."""
+    """A value that JSON, as JavaScript reads it, cannot carry (NaN, Infinity, objects).
+
+    The message names the value and where it sits (``data["x"] is nan, ...``).
+    """
 
 
 class PatternError(LocalProtocolError):
@@ -72,6 +77,20 @@ class RemoteProtocolError(TcpMsgError):
 
 class FrameError(RemoteProtocolError):
     """A frame that cannot be read: bad length prefix or invalid JSON text."""
+
+
+class ForeignProtocolError(FrameError):
+    """The peer's first bytes are not a frame: it speaks another protocol.
+
+    ``head`` holds those bytes (at most 64); ``protocol`` names what they look like
+    (``"TLS handshake record"``, ``"HTTP response"``, ...) or is None. The message says
+    what arrived and what to do.
+    """
+
+    def __init__(self, message: str, head: bytes = b"", protocol: str | None = None) -> None:
+        super().__init__(message)
+        self.head = head
+        self.protocol = protocol
 
 
 class FrameTooLarge(RemoteProtocolError):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .diagnose import SILENT_CLOSE_HINT, show_pattern
 from .errors import (
     ConnectionClosedError,
     NoHandlerError,
@@ -78,13 +79,34 @@ class RemoteErrorReceived(Event):
 
 @dataclass(frozen=True, slots=True)
 class RequestTimedOut(Event):
-    """A request's deadline passed; replies that still come for it are dropped."""
+    """A request's deadline passed; replies that still come for it are dropped.
+
+    The other fields only describe it, for the message (they take no part in ``==``).
+    """
 
     request_id: str
+    #: The request's pattern, as sent.
+    pattern: Any = field(default=None, compare=False)
+    #: The timeout, in seconds, the deadline was computed from (None if not given).
+    timeout: float | None = field(default=None, compare=False)
+    #: True for a streamed request.
+    stream: bool = field(default=False, compare=False)
+    #: True when the server had sent no byte at all on this connection.
+    nothing_received: bool = field(default=False, compare=False)
 
     def exception(self) -> RequestTimeout:
-        """What a client raises for this request."""
-        return RequestTimeout(f"request {self.request_id} got no reply before its deadline")
+        """What a client raises for this request: names its pattern and timeout."""
+        within = f"within {self.timeout:g} s" if self.timeout is not None else "before its deadline"
+        of = "" if self.pattern is None else f" {show_pattern(self.pattern)}"
+        if self.stream:
+            message = f"the stream{' of' + of if of else ''} did not end {within}"
+        else:
+            message = f"no reply{' to' + of if of else ''} {within}"
+        message += f" (request {self.request_id})"
+        if self.nothing_received:
+            message += ("; the server has not sent a single byte on this connection: "
+                        "if every call times out, check that it is a NestJS TCP microservice")
+        return RequestTimeout(message)
 
 
 # Server side ------------------------------------------------------------------------
@@ -133,8 +155,14 @@ class ConnectionClosed(Event):
 
     error: RemoteProtocolError | None = None
     failed: tuple[str, ...] = ()
+    #: True when the peer closed (or reset) the connection without sending a byte.
+    nothing_received: bool = field(default=False, compare=False)
 
     def exception(self) -> ConnectionClosedError:
         """What a client raises for each request in ``failed``."""
-        reason = f": {self.error}" if self.error is not None else ""
+        reason = ""
+        if self.error is not None:
+            reason = f": {self.error}"
+        elif self.nothing_received:
+            reason = f": {SILENT_CLOSE_HINT}"
         return ConnectionClosedError(f"the connection closed before the reply{reason}")

@@ -69,6 +69,8 @@ class ServerConnection(Connection):
     binding built from it (checked for that binding, middleware included).
     """
 
+    _peer_role = "client"
+
     def __init__(
         self,
         router: Router | Handlers,

@@ -184,17 +184,17 @@ class TestClient:
                 run_event(self.pair.server, event)
         return self.pair.to_client()
 
-    def send(self, pattern: Any, data: Any, *, metadata: Any = None) -> Any:
+    def send(self, pattern: Any, data: Any = None, *, metadata: Any = None) -> Any:
         """The reply's value, or the :class:`RemoteError` the server answered with."""
         self.pair.client.send_request(pattern, data, metadata=metadata)
         return _outcome(self._exchange())[0]
 
-    def stream(self, pattern: Any, data: Any, *, metadata: Any = None) -> list[Any]:
+    def stream(self, pattern: Any, data: Any = None, *, metadata: Any = None) -> list[Any]:
         """Every value of a streamed reply."""
         self.pair.client.send_request(pattern, data, metadata=metadata, stream=True)
         return _outcome(self._exchange())
 
-    def emit(self, pattern: Any, data: Any, *, metadata: Any = None) -> None:
+    def emit(self, pattern: Any, data: Any = None, *, metadata: Any = None) -> None:
         """Send an event; its handlers have run when this returns."""
         self.pair.client.emit(pattern, data, metadata=metadata)
         self._exchange()

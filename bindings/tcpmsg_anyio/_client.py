@@ -32,6 +32,7 @@ from sansio_tcpmsg import (
     StreamEnded,
     StreamItemReceived,
 )
+from sansio_tcpmsg.diagnose import connect_error
 
 from ._aio import ProtocolCarrier
 from ._link import Link, StreamCarrier, running_loop
@@ -306,10 +307,14 @@ class Client:
                     apply_options(stream.extra(SocketAttribute.raw_socket), self._sockopts)
                     StreamCarrier(link, stream)
                     return
-            except OSError as exc:  # TimeoutError and ssl.SSLError are OSErrors too
+            # TimeoutError and ssl.SSLError are OSErrors; a TLS handshake cut short on trio
+            # ends with anyio's EndOfStream or BrokenResourceError.
+            except (OSError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+                error = connect_error(exc, self.host, self.port, tls=self.tls is not None,
+                                      timeout=self.connect_timeout)
                 if attempt == self.retries:
-                    raise
-                logger.info("connecting to %s:%s failed (%s), retrying", self.host, self.port, exc)
+                    raise error from exc
+                logger.info("%s; retrying", error)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, _MAX_RETRY_DELAY)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -363,7 +368,7 @@ class Client:
             timeout = self.timeout
         deadline = None if timeout is None else link.time() + timeout
         request_id = link.conn.send_request(
-            pattern, data, deadline=deadline, metadata=metadata, stream=stream
+            pattern, data, deadline=deadline, timeout=timeout, metadata=metadata, stream=stream
         )
         call = _Call(link, request_id)
         link.carrier.kick()
@@ -372,7 +377,7 @@ class Client:
     async def send(
         self,
         pattern: Any,
-        data: Any,
+        data: Any = None,
         *,
         timeout: float | None | _Unset = _UNSET,
         metadata: Any = None,
@@ -398,7 +403,9 @@ class Client:
         if timeout is _UNSET:
             timeout = self.timeout
         deadline = None if timeout is None else loop.time() + timeout
-        request_id = link.conn.send_request(pattern, data, deadline=deadline, metadata=metadata)
+        request_id = link.conn.send_request(
+            pattern, data, deadline=deadline, timeout=timeout, metadata=metadata
+        )
         link.carrier.kick()
         futures = link.futures
         future = futures[request_id] = loop.create_future()
@@ -414,7 +421,7 @@ class Client:
     def stream(
         self,
         pattern: Any,
-        data: Any,
+        data: Any = None,
         *,
         timeout: float | None | _Unset = _UNSET,
         metadata: Any = None,
@@ -425,7 +432,7 @@ class Client:
         """
         return _StreamCall(self, (pattern, data, timeout, metadata))
 
-    async def emit(self, pattern: Any, data: Any, *, metadata: Any = None) -> None:
+    async def emit(self, pattern: Any, data: Any = None, *, metadata: Any = None) -> None:
         """Send an event (no reply); returns once the frame is handed to the socket."""
         link = await self._ensure()
         link.conn.emit(pattern, data, metadata=metadata)

@@ -29,6 +29,7 @@ from sansio_tcpmsg import (
     StreamEnded,
     StreamItemReceived,
 )
+from sansio_tcpmsg.diagnose import connect_error
 
 from ._backends.base import Backend, Empty, FutureLike, QueueLike, Task
 from ._calls import DEFAULT, windowed
@@ -228,10 +229,12 @@ class Client:
                     tls = self._start_tls(sock)
                     break
                 except OSError as exc:
+                    error = connect_error(exc, self.host, self.port, tls=self.tls is not None,
+                                          timeout=self.connect_timeout)
                     if attempt == self.retries:
                         self._set_status(ConnectionStatus.DISCONNECTED)
-                        raise
-                    log.info("connecting to %s:%s failed (%s); retrying", self.host, self.port, exc)
+                        raise error from exc
+                    log.info("%s; retrying", error)
                     self._b.sleep(delay)
                     delay = min(delay * 2, 2.0)
             session = _Session(ClientConnection(limits=self.limits, codec=self.codec, on_dispatch=self.on_dispatch), sock, tls,
@@ -459,7 +462,8 @@ class Client:
                 with self._lock:
                     deadline = None if timeout is None else self._b.monotonic() + timeout
                     request_id = session.conn.send_request(
-                        pattern, data, deadline=deadline, metadata=metadata, stream=stream)
+                        pattern, data, deadline=deadline, timeout=timeout, metadata=metadata,
+                        stream=stream)
                     session.waiters[request_id] = waiter
                     if submitted:
                         session.submitted.add(waiter)
@@ -516,7 +520,7 @@ class Client:
             if outcome is not _LEAD:
                 return outcome
 
-    def send(self, pattern: Any, data: Any, *, timeout: float | None = DEFAULT,
+    def send(self, pattern: Any, data: Any = None, *, timeout: float | None = DEFAULT,
              metadata: Any = None) -> Any:
         """Send a request and return its reply's value (see the contract for errors)."""
         waiter = self._b.queue()
@@ -550,7 +554,7 @@ class Client:
         themselves (reply or timeout)."""
         return windowed(self.submit, pattern, datas, timeout, metadata, window)
 
-    def stream(self, pattern: Any, data: Any, *, timeout: float | None = DEFAULT,
+    def stream(self, pattern: Any, data: Any = None, *, timeout: float | None = DEFAULT,
                metadata: Any = None) -> Iterator[Any]:
         """Send a request and iterate the values of its streamed reply.
 
@@ -576,7 +580,7 @@ class Client:
                 session.conn.cancel(request_id)
                 session.waiters.pop(request_id, None)
 
-    def emit(self, pattern: Any, data: Any, *, metadata: Any = None) -> None:
+    def emit(self, pattern: Any, data: Any = None, *, metadata: Any = None) -> None:
         """Send an event; returns once the frame is handed to the socket (or queued
         behind a write in progress, which writes it)."""
         session = self._open()
