@@ -30,6 +30,7 @@ MODULES = [
     ("sansio_tcpmsg.testing", "In-memory testing: no sockets, no threads, a fake clock."),
     ("sansio_tcpmsg.handlers", "Handler kinds, which binding runs them, what a result means, middleware."),
     ("sansio_tcpmsg.calls", "Client middleware around each send, stream and emit of any client."),
+    ("sansio_tcpmsg.diagnose", "What went wrong, in words a user can act on: foreign peers, connection errors."),
     ("tcpmsg_threads", "Blocking client and server for plain threads (standard library only)."),
     ("tcpmsg_gevent", "Client and server for gevent (extra `[gevent]`)."),
     ("tcpmsg_anyio", "Async client and server over anyio, for asyncio and trio (extras `[anyio]`, `[trio]`)."),

@@ -45,7 +45,7 @@ _HTTP_METHOD = re.compile(rb"(?:GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH|CONNECT|T
 _PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
 #: What a client without TLS should do about a TLS server.
-TLS_CLIENT_HINT = "connect with tls=ssl.create_default_context() (or the context that trusts its certificate)"
+TLS_CLIENT_HINT = "connect with tls=ssl.create_default_context(), or a context that trusts its certificate"
 
 
 def host_port(host: str, port: int) -> str:
@@ -99,14 +99,15 @@ def foreign_protocol_error(head: bytes, peer: str, reason: object) -> ForeignPro
 
     >>> print(foreign_protocol_error(b"\\x15\\x03\\x03\\x00\\x02\\x02\\x46", "server", "bad prefix"))
     the server speaks TLS: its first bytes are a TLS alert record, b'\\x15\\x03\\x03\\x00\\x02\\x02F'; \
-connect with tls=ssl.create_default_context() (or the context that trusts its certificate)
+connect with tls=ssl.create_default_context(), or a context that trusts its certificate
     """
     protocol = recognize(head)
     return ForeignProtocolError(_foreign_message(head, peer, protocol, reason), head, protocol)
 
 
 def _foreign_message(head: bytes, peer: str, protocol: str | None, reason: object) -> str:
-    shown = show_bytes(head)
+    # A TLS record's bytes after its header are random to a reader: a few say enough.
+    shown = show_bytes(head, 16 if protocol is not None and protocol.startswith("TLS") else _SHOWN)
     if protocol is None:
         return (f"the {peer} does not speak the NestJS TCP transport ({reason}): "
                 f"its first bytes are {shown}")
@@ -130,9 +131,9 @@ def _foreign_message(head: bytes, peer: str, protocol: str | None, reason: objec
 
 #: What a server that closed (or reset) a connection without sending a byte may mean.
 SILENT_CLOSE_HINT = (
-    "the server closed the connection without sending a byte: a TLS server does that to a "
-    f"client without TLS ({TLS_CLIENT_HINT}); a server also does it when it refuses a "
-    "connection (max_connections) or stops"
+    "the server closed the connection without sending a byte; a TLS server does that to a "
+    f"client without TLS: if it speaks TLS, {TLS_CLIENT_HINT}; a server also does it when "
+    "it refuses a connection (max_connections) or is stopping"
 )
 
 
@@ -202,7 +203,9 @@ def connect_error(
     number = _errno_of(exc)
     if isinstance(exc, TimeoutError) or number == errnos.ETIMEDOUT:
         within = f" within {timeout:g} s" if timeout is not None else ""
-        return _same_kind(exc, f"cannot connect to {where}: no answer{within}", errnos.ETIMEDOUT)
+        said = str(exc) if str(exc) not in ("", "timed out") else ""  # the socket's own words
+        detail = f"no answer{within}" + (f" ({said})" if said else "")
+        return _same_kind(exc, f"cannot connect to {where}: {detail}", errnos.ETIMEDOUT)
     if number == errnos.ECONNREFUSED:
         detail = "connection refused: nothing listens on that port (is the server running?)"
     elif isinstance(exc, OSError) and _is_a(exc, "socket", "gaierror"):

@@ -32,6 +32,7 @@ from sansio_tcpmsg import (
     ResponseReceived,
     TcpMsgError,
 )
+from sansio_tcpmsg.diagnose import connect_error
 
 from .output import dumps
 
@@ -390,7 +391,7 @@ def bench_main(cfg: BenchConfig, as_json: bool) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """``tcpmsg bench``: the parsed command line to a run and its report."""
-    from .cli import EXIT_CONNECTION, CliError, _call_args, _host_port, _oserror_text, client_tls, parse_address
+    from .cli import EXIT_CONNECTION, CliError, _call_args, _oserror_text, client_tls, parse_address
 
     host, port = parse_address(args.address)
     pattern, data, kwargs = _call_args(args)
@@ -404,9 +405,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       server_hostname=args.server_name)
     try:
         return bench_main(cfg, args.json)
-    except (OSError, asyncio.TimeoutError) as exc:
-        why = _oserror_text(exc) if str(exc) else "timed out"
-        raise CliError(f"cannot connect to {_host_port(host, port)}: {why}", EXIT_CONNECTION) from None
+    except (OSError, asyncio.TimeoutError) as exc:  # worded as every binding words it
+        error = connect_error(exc, host, port, tls=tls is not None, timeout=args.connect_timeout)
+        raise CliError(_oserror_text(error), EXIT_CONNECTION) from None
     except TcpMsgError as exc:
         raise CliError(f"cannot send that: {exc}") from None
 

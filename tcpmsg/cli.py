@@ -4,11 +4,13 @@ Standard library only; the client commands and the demo use the threads binding,
 ``serve --binding`` imports the chosen binding only when asked for it::
 
     tcpmsg send 3000 '{"cmd":"sum"}' '[1,2,3]'      # prints 6
+    tcpmsg send 3000 echo --string 2024-01-01        # DATA as a string, not JSON
     tcpmsg stream 127.0.0.1:3000 count 3              # prints 0, 1, 2 on their own lines
     tcpmsg emit 3000 user.created '{"id":1}'
     tcpmsg serve myapp.service:router --port 3000
     tcpmsg serve myapp.service:router --port 3000 --workers 4 --proxy-protocol
     tcpmsg ping 127.0.0.1:3000                          # health probe: exit 0 if it answers
+    tcpmsg serve myapp.service:router --binding gevent --monkey-patch
     tcpmsg demo
 
 Exit status: 0 success, 1 the server answered with an error (its ``err`` as JSON on
@@ -23,10 +25,12 @@ import importlib
 import json
 import logging
 import os
+import re
 import signal
 import ssl
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,21 +69,36 @@ log = logging.getLogger("tcpmsg.cli")
 
 
 class CliError(Exception):
-    """A failure reported as one line on stderr, with an exit status."""
+    """A failure reported as one line on stderr, with an exit status; ``details`` (a
+    traceback) are printed before that line."""
 
-    def __init__(self, message: str, status: int = EXIT_USAGE) -> None:
+    def __init__(self, message: str, status: int = EXIT_USAGE, details: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.details = details
 
 
 # -- argument parsing ---------------------------------------------------------------
 
 
-def parse_value(text: str) -> Any:
-    """``text`` as JSON when it parses (NaN and Infinity do not), else as a string."""
+# What JSON text starts with, apart from true/false/null: an object, an array, a string,
+# a number. A word that starts otherwise (echo, user.created, NaN) is a string.
+_STARTS_LIKE_JSON = re.compile(r"\s*(?:[{\[\"0-9]|-[0-9])")
+
+
+def parse_value(text: str, name: str = "value") -> Any:
+    """``text`` as JSON when it parses, else as a string; but text that starts like JSON
+    (``{``, ``[``, a quote, a digit, ``-`` and a digit) and does not parse is an error
+    naming where it breaks (``--string`` sends such text as a string)."""
     try:
         return json.loads(text, parse_constant=_refuse_constant)
-    except ValueError:
+    except json.JSONDecodeError as exc:
+        if _STARTS_LIKE_JSON.match(text):
+            raise CliError(f"{name} starts like JSON but is not JSON: {exc.msg} at position {exc.pos} "
+                           f"(line {exc.lineno} column {exc.colno}) of {text!r}; "
+                           "pass --string to send it as a string") from None
+        return text
+    except ValueError:  # NaN, Infinity: not JSON, sent as the words they are
         return text
 
 
@@ -197,7 +216,10 @@ def _add_client_args(parser: argparse.ArgumentParser, *, data: bool = True, time
                         help='the message pattern; JSON if it parses (\'{"cmd":"sum"}\', 42), else a string')
     if data:
         parser.add_argument("data", metavar="DATA", nargs="?", default="null",
-                            help="the payload; JSON if it parses, else a string (default: null)")
+                            help="the payload; JSON if it parses, else a string; text that starts like JSON "
+                            "({ [ \" digit) must parse (default: null)")
+        parser.add_argument("--string", action="store_true",
+                            help="send DATA as a string, whatever it looks like (e.g. 2024-01-01, [draft])")
     parser.add_argument("--metadata", metavar="JSON", help="metadata to attach (NestJS 12 reads it with ctx.getMetadata())")
     if timeout:
         parser.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
@@ -269,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--drain-delay", type=_seconds, default=0.0, metavar="SECONDS",
                        help="on SIGTERM/SIGINT, first answer health checks with 'draining' for this long while "
                        "serving as usual, so a balancer stops sending (default: 0)")
+    p.add_argument("--monkey-patch", action="store_true",
+                   help="with --binding gevent: run gevent.monkey.patch_all() before the module is "
+                   "imported, so that blocking calls in handlers (time.sleep, sockets, database "
+                   "drivers) yield to other greenlets instead of stopping the whole server")
     _add_tls(p, server=True)
     p.set_defaults(func=cmd_serve)
 
@@ -367,8 +393,10 @@ def _client(args: argparse.Namespace, timeout: float | None) -> Iterator[Any]:
     client = tcpmsg_threads.connect(host, port, **kwargs)
     try:
         client.connect()
-    except (OSError, TcpMsgError) as exc:
-        raise CliError(f"cannot connect to {_host_port(host, port)}: {_oserror_text(exc)}", EXIT_CONNECTION) from None
+    except OSError as exc:  # its message names the address (sansio_tcpmsg.diagnose)
+        raise CliError(_oserror_text(exc), EXIT_CONNECTION) from None
+    except TcpMsgError as exc:  # pragma: no cover - connect raises OSErrors
+        raise CliError(f"cannot connect to {_host_port(host, port)}: {exc}", EXIT_CONNECTION) from None
     try:
         yield client
     finally:
@@ -386,8 +414,8 @@ def _call_args(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     kwargs: dict[str, Any] = {}
     if args.metadata is not None:
         kwargs["metadata"] = parse_json_option(args.metadata, "--metadata")
-    data = parse_value(args.data)
-    return parse_value(args.pattern), data, kwargs
+    data = args.data if args.string else parse_value(args.data, "DATA")
+    return parse_value(args.pattern, "PATTERN"), data, kwargs
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -439,9 +467,8 @@ def _calling(args: argparse.Namespace) -> Iterator[None]:
         yield
     except RemoteError as exc:
         raise RemoteFailure(exc.error) from None
-    except TimeoutError:
-        timeout = getattr(args, "timeout", None)
-        raise CliError(f"no reply within {timeout:g} s" if timeout else "timed out", EXIT_TIMEOUT) from None
+    except TimeoutError as exc:  # RequestTimeout names the pattern and the timeout
+        raise CliError(str(exc) or "timed out", EXIT_TIMEOUT) from None
     except ConnectionClosedError as exc:
         raise CliError(f"connection lost: {exc}" if str(exc) else "connection lost", EXIT_CONNECTION) from None
     except LocalProtocolError as exc:
@@ -474,9 +501,13 @@ def load_router(target: str) -> Router:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        raise CliError(f"cannot import {module_name!r}: {exc}") from None
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            raise CliError(f"cannot import {module_name!r}: {exc}") from None  # it is not there
+        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}",
+                       details=_user_traceback(exc)) from None
     except Exception as exc:
-        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+        raise CliError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}",
+                       details=_user_traceback(exc)) from None
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -487,10 +518,21 @@ def load_router(target: str) -> Router:
         try:
             obj = obj()
         except Exception as exc:
-            raise CliError(f"calling {target} failed: {type(exc).__name__}: {exc}") from None
+            raise CliError(f"calling {target} failed: {type(exc).__name__}: {exc}",
+                           details=_user_traceback(exc)) from None
     if not isinstance(obj, Router):
         raise CliError(f"{target} is a {type(obj).__name__}, not a sansio_tcpmsg.Router")
     return obj
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback from the user's code on: without this module's frame and the
+    import machinery's."""
+    machinery = (__file__, "<frozen importlib", os.path.dirname(importlib.__file__ or "") + os.sep)
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(machinery):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def _import_binding(name: str) -> Any:
@@ -515,6 +557,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    _gevent_monkey(args)
     if args.workers > 1:
         from .workers import run_workers
 
@@ -530,6 +573,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         stop_with_parent(int(os.environ["TCPMSG_PARENT_PID"]))
     router = load_router(args.target)
+    if args.binding == "gevent" and not args.monkey_patch and not _monkey_patched():
+        log.warning(
+            "handlers run in greenlets: a blocking call in one (time.sleep, a socket or database "
+            "driver not made for gevent) stops every connection; pass --monkey-patch to run "
+            "gevent.monkey.patch_all() first, or patch in your module before its other imports")
     tls = server_tls(args)
     limits = Limits(max_connections=args.max_connections) if args.max_connections else None
     binding = _import_binding(args.binding)
@@ -570,7 +618,28 @@ def _worker_args(args: argparse.Namespace) -> list[str]:
             out += [f"--{option.replace('_', '-')}", os.path.abspath(getattr(args, option))]
     if args.insecure:
         out.append("--insecure")
+    if args.monkey_patch:
+        out.append("--monkey-patch")
     return out
+
+
+def _gevent_monkey(args: argparse.Namespace) -> None:
+    """``--monkey-patch``: patch the standard library before the user's module is imported."""
+    if not args.monkey_patch:
+        return
+    if args.binding != "gevent":
+        raise CliError("--monkey-patch is for --binding gevent")
+    try:
+        monkey: Any = importlib.import_module("gevent.monkey")
+    except ImportError as exc:
+        raise CliError(f"the gevent binding is not available: {exc} (pip install 'sansio-tcpmsg[gevent]')") from None
+    monkey.patch_all()
+    log.info("standard library monkey-patched by gevent")
+
+
+def _monkey_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("socket"))
 
 
 def _serve_threads(binding: Any, router: Router, args: argparse.Namespace, kwargs: dict[str, Any]) -> None:
@@ -638,6 +707,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except CliError as exc:
+        if exc.details:
+            sys.stderr.write(exc.details)
         say(f"{PROG}: error: {exc}", sys.stderr)
         return exc.status
     except RemoteFailure as exc:

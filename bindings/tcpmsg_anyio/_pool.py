@@ -332,7 +332,7 @@ class PooledClient:
             self._lost(conn)
             avoid = conn
 
-    async def send(self, pattern: Any, data: Any, *, timeout: float | None | _Default = _DEFAULT,
+    async def send(self, pattern: Any, data: Any = None, *, timeout: float | None | _Default = _DEFAULT,
                    metadata: Any = None, idempotent: bool = False) -> Any:
         """Send a request on one live connection and return its reply's value.
 
@@ -359,13 +359,13 @@ class PooledClient:
             finally:
                 self._release(conn)
 
-    def stream(self, pattern: Any, data: Any, *, timeout: float | None | _Default = _DEFAULT,
+    def stream(self, pattern: Any, data: Any = None, *, timeout: float | None | _Default = _DEFAULT,
                metadata: Any = None) -> _PooledStream:
         """Iterate a streamed reply, all on one connection: ``async for v in client.stream(...)``."""
         return _PooledStream(self, pattern, data, self.timeout if timeout is _DEFAULT else timeout,
                              metadata)
 
-    async def emit(self, pattern: Any, data: Any, *, metadata: Any = None) -> None:
+    async def emit(self, pattern: Any, data: Any = None, *, metadata: Any = None) -> None:
         """Send an event on one live connection."""
         conn = await self._take(None)
         try:

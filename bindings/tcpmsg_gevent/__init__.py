@@ -1,9 +1,11 @@
 """Greenlet client and server: the one sync implementation (``tcpmsg_sync``) on gevent.
 
 No monkey-patching is needed for the binding itself: sockets, locks, queues and tasks come
-from gevent directly (:class:`GeventBackend`). Handlers that block on the standard
-library (``time.sleep``, ``requests``, database drivers) need ``gevent.monkey.patch_all()``
-before anything else is imported, or they block every greenlet of the process.
+from gevent directly (:class:`GeventBackend`). But handlers run in greenlets: a handler
+that blocks on the standard library (``time.sleep``, ``requests``, database drivers)
+stops every connection of the process until it returns, unless ``gevent.monkey.patch_all()``
+ran before anything else was imported (``tcpmsg serve --binding gevent --monkey-patch``
+does it before importing your module).
 """
 
 from __future__ import annotations

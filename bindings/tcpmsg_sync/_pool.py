@@ -311,7 +311,7 @@ class PooledClient:
                 self._release(conn)
                 raise
 
-    def send(self, pattern: Any, data: Any, *, timeout: Any = DEFAULT, metadata: Any = None,
+    def send(self, pattern: Any, data: Any = None, *, timeout: Any = DEFAULT, metadata: Any = None,
              idempotent: bool = False) -> Any:
         """Send a request on one live connection and return its reply's value.
 
@@ -366,7 +366,7 @@ class PooledClient:
         the pool's connections) and yield the replies in order."""
         return windowed(self.submit, pattern, datas, timeout, metadata, window)
 
-    def stream(self, pattern: Any, data: Any, *, timeout: Any = DEFAULT,
+    def stream(self, pattern: Any, data: Any = None, *, timeout: Any = DEFAULT,
                metadata: Any = None) -> Iterator[Any]:
         """Send a request and iterate its streamed reply, all on one connection."""
         conn, (session, request_id, waiter, deadline) = self._begin(pattern, data, timeout, metadata, True)
@@ -378,7 +378,7 @@ class PooledClient:
         finally:
             self._release(conn)
 
-    def emit(self, pattern: Any, data: Any, *, metadata: Any = None) -> None:
+    def emit(self, pattern: Any, data: Any = None, *, metadata: Any = None) -> None:
         """Send an event on one live connection."""
         avoid = None
         while True:

@@ -55,11 +55,12 @@ class Served:
         return f"127.0.0.1:{self.port}"
 
 
-def start_serve(tmp_path: Path, *extra: str, binding: str = "threads") -> Served:
+def start_serve(tmp_path: Path, *extra: str, binding: str = "threads",
+                target: str = "tests.cli.service:router") -> Served:
     events = tmp_path / "events.txt"
     env = dict(os.environ, TCPMSG_TEST_EVENTS=str(events), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tcpmsg", "serve", "tests.cli.service:router",
+        [sys.executable, "-m", "tcpmsg", "serve", target,
          "--host", "127.0.0.1", "--port", "0", "--binding", binding, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -132,14 +132,15 @@ class Client:
         self.raw = client
         self.statuses = statuses
 
-    def send(self, pattern: Any, data: Any, **kw: Any) -> Any:
-        return self.raw.send(pattern, data, **kw)
+    # ``*data``: zero or one value, so that a call without data shows the binding's default.
+    def send(self, pattern: Any, *data: Any, **kw: Any) -> Any:
+        return self.raw.send(pattern, *data, **kw)
 
-    def stream(self, pattern: Any, data: Any, **kw: Any) -> Iterator[Any]:
-        return iter(self.raw.stream(pattern, data, **kw))
+    def stream(self, pattern: Any, *data: Any, **kw: Any) -> Iterator[Any]:
+        return iter(self.raw.stream(pattern, *data, **kw))
 
-    def emit(self, pattern: Any, data: Any, **kw: Any) -> None:
-        self.raw.emit(pattern, data, **kw)
+    def emit(self, pattern: Any, *data: Any, **kw: Any) -> None:
+        self.raw.emit(pattern, *data, **kw)
 
     @property
     def status(self) -> Any:
@@ -188,15 +189,15 @@ class AnyioClient(Client):
         super().__init__(binding, client, statuses)
         self.portal = binding.portal
 
-    def send(self, pattern: Any, data: Any, **kw: Any) -> Any:
-        return self.portal.call(functools.partial(self.raw.send, pattern, data, **kw))
+    def send(self, pattern: Any, *data: Any, **kw: Any) -> Any:
+        return self.portal.call(functools.partial(self.raw.send, pattern, *data, **kw))
 
-    def stream(self, pattern: Any, data: Any, **kw: Any) -> Iterator[Any]:
+    def stream(self, pattern: Any, *data: Any, **kw: Any) -> Iterator[Any]:
         portal = self.portal
         raw = self.raw
 
         async def start() -> Any:
-            return raw.stream(pattern, data, **kw).__aiter__()
+            return raw.stream(pattern, *data, **kw).__aiter__()
 
         def gen() -> Iterator[Any]:
             ait = portal.call(start)
@@ -226,8 +227,8 @@ class AnyioClient(Client):
 
         return gen()
 
-    def emit(self, pattern: Any, data: Any, **kw: Any) -> None:
-        self.portal.call(functools.partial(self.raw.emit, pattern, data, **kw))
+    def emit(self, pattern: Any, *data: Any, **kw: Any) -> None:
+        self.portal.call(functools.partial(self.raw.emit, pattern, *data, **kw))
 
     def connect(self) -> None:
         self.portal.call(self.raw.connect)
