@@ -366,3 +366,20 @@ def test_reads_of_needed_bytes_leave_the_tls_hello_on_the_socket() -> None:
 
 def test_socket_constants_are_real() -> None:
     assert socket.AF_INET  # the v2 families are read as numbers, not from the socket module
+
+
+@settings(max_examples=200)
+@given(headers(), st.lists(st.integers(0, 400), max_size=8))
+def test_a_server_connection_gives_the_same_requests_and_peer_for_any_split(
+    case: tuple[bytes, ProxyHeader], cuts: list[int]
+) -> None:
+    raw, expected = case
+    stream = raw + FRAME + FRAME
+    conn, start, events = server(), 0, []
+    for cut in sorted(set(c % (len(stream) + 1) for c in cuts)) + [len(stream)]:
+        conn.receive_data(stream[start:cut], 0.0)
+        events += conn.events_received()
+        start = cut
+    assert [type(e) for e in events] == [RequestReceived, RequestReceived]
+    assert conn.proxy_header == expected
+    assert {e.context.peer for e in events} == {expected.peer(("127.0.0.1", 40000))}
