@@ -8,6 +8,7 @@ TLS and limited ones), one NestJS client per major × binding.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -307,6 +308,26 @@ def test_mutual_tls_refuses_client_without_cert(
     except (nest.NestError, TimeoutError):
         return  # refused during the handshake: client.js never got connected
     assert "error" in res, res
+
+
+def test_nest_tls_client_to_plain_server_is_logged(
+    py_server: ServerHandle, major: int, certs: Certs, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A NestJS client with tlsOptions reaching a server without TLS: the server says so."""
+    caplog.set_level(logging.WARNING, logger="tcpmsg")
+    try:
+        with nest.NestClient(major, py_server.port, tls=certs.nest_client_tls()) as cli:
+            cli.request("send", "echo", 1, timeout=10)
+    except (nest.NestError, TimeoutError):
+        pass  # refused during the handshake
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        logged = [r.getMessage() for r in caplog.records if "the client speaks TLS" in r.getMessage()]
+        if logged:
+            break
+        time.sleep(0.05)
+    assert logged, [r.getMessage() for r in caplog.records]
+    assert "its first bytes are a TLS handshake record, b'\\x16\\x03" in logged[0]
 
 
 # ---------------------------------------------------------------- limits
