@@ -72,14 +72,14 @@ class Workers:
         grace: float = 5.0,
         drain_delay: float = 0.0,
         serve_args: Sequence[str] = (),
-        python: str = sys.executable,
+        python: str | None = None,
     ) -> None:
         if count < 1:
             raise ValueError(f"workers must be at least 1, not {count!r}")
         self.target, self.host, self.port, self.binding = target, host, port, binding
         self.grace, self.drain_delay = grace, drain_delay
         self.serve_args = list(serve_args)
-        self.python = python
+        self.python = python or sys.executable  # the workers' interpreter: this one by default
         self.workers = [_Worker(i) for i in range(count)]
         self.stopping = threading.Event()
         self._lock = threading.Lock()
