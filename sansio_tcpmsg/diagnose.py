@@ -29,6 +29,7 @@ __all__ = [
     "connect_error",
     "foreign_protocol_error",
     "host_port",
+    "listen_error",
     "recognize",
     "show_bytes",
     "show_pattern",
@@ -252,3 +253,22 @@ def _same_kind(exc: BaseException, message: str, number: int | None = None) -> O
         return OSError(number, message) if number is not None else OSError(message)
     new.__dict__.update(getattr(exc, "__dict__", {}))
     return new
+
+
+def listen_error(exc: OSError, host: str, port: int) -> OSError:
+    """The exception to raise when a server cannot listen on ``host:port``: ``exc``'s
+    type, with a message naming the address and what to check. Raise it ``from exc``.
+    """
+    where = host_port(host, port)
+    number = _errno_of(exc)
+    if number == errnos.EADDRINUSE:
+        detail = "address already in use: another server listens there (pick another port, or port=0)"
+    elif number == errnos.EADDRNOTAVAIL:
+        detail = "no such address on this machine (listen on 0.0.0.0, :: or localhost)"
+    elif number == errnos.EACCES:
+        detail = "permission denied (ports below 1024 need privileges)"
+    elif _is_a(exc, "socket", "gaierror"):
+        detail = f"unknown host ({exc.strerror or exc})"
+    else:
+        detail = exc.strerror or str(exc) or type(exc).__name__
+    return _same_kind(exc, f"cannot listen on {where}: {detail}", number)

@@ -596,7 +596,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             backend = "trio" if args.binding == "trio" else "asyncio"
             anyio.run(_serve_anyio, binding, router, args, kwargs, backend=backend)
     except OSError as exc:
-        raise CliError(f"cannot serve on {_host_port(args.host, args.port)}: {_oserror_text(exc)}", EXIT_CONNECTION) from None
+        why = _oserror_text(exc)  # a bind error names the address already (diagnose.listen_error)
+        where = _host_port(args.host, args.port)
+        raise CliError(why if where in why else f"cannot serve on {where}: {why}", EXIT_CONNECTION) from None
     except UnsupportedHandler as exc:  # e.g. an async def handler for --binding threads
         raise CliError(str(exc), EXIT_USAGE) from None
     log.info("stopped")

@@ -31,6 +31,7 @@ from sansio_tcpmsg import (
     Router,
     ServerConnection,
 )
+from sansio_tcpmsg.diagnose import listen_error
 from sansio_tcpmsg.handlers import Family, Handlers, Kind, Stream, aclose, close
 
 from ._aio import ProtocolCarrier
@@ -163,9 +164,12 @@ class Server:
     # -- starting and stopping --------------------------------------------------------
 
     async def __aenter__(self) -> Server:
-        listener = await anyio.create_tcp_listener(
-            local_host=self.host, local_port=self.port, reuse_port=self.reuse_port
-        )
+        try:
+            listener = await anyio.create_tcp_listener(
+                local_host=self.host, local_port=self.port, reuse_port=self.reuse_port
+            )
+        except OSError as exc:
+            raise listen_error(exc, self.host, self.port) from exc
         self._listener = listener
         self.port = listener.extra(SocketAttribute.local_port)
         loop = self._loop = running_loop()

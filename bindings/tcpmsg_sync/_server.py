@@ -24,6 +24,7 @@ from sansio_tcpmsg import (
     Router,
     ServerConnection,
 )
+from sansio_tcpmsg.diagnose import listen_error
 from sansio_tcpmsg.handlers import Family, Handlers, close
 
 from ._backends.base import Backend, Pool, Task
@@ -339,7 +340,10 @@ class Server:
         """Bind and start serving in the background (done by ``with``)."""
         if self._started:
             return
-        self._listener = self.backend.listen(self.host, self.port, listen_options(self.reuse_port))
+        try:
+            self._listener = self.backend.listen(self.host, self.port, listen_options(self.reuse_port))
+        except OSError as exc:
+            raise listen_error(exc, self.host, self.port) from exc
         self.port = self._listener.getsockname()[1]
         self._started = True
         self._acceptor = self.backend.spawn(self._accept_loop)

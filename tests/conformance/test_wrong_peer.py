@@ -57,6 +57,19 @@ def test_reconnect_refused_names_host_and_port(binding):
                 c.send("echo", 2)  # the call reconnects
 
 
+def test_port_in_use_names_host_and_port(binding):
+    import errno
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError) as info:
+            with binding.serve(port=port):
+                pass
+    assert info.value.errno == errno.EADDRINUSE
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in str(info.value)
+
+
 # -- TLS on one side only -----------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from sansio_tcpmsg.diagnose import (
     connect_error,
     foreign_protocol_error,
     host_port,
+    listen_error,
     recognize,
     show_bytes,
     show_pattern,
@@ -414,3 +415,24 @@ def test_tls_client_to_server_answering_without_tls() -> None:
                         "the server answered without TLS (connect without tls=...)")
     other = connect_error(ssl.SSLError(1, "something else"), "h", 1, tls=True)
     assert str(other) == "TLS handshake with h:1 failed: something else"
+
+
+# -- servers that cannot listen -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "cls", "says"),
+    [
+        (OSError(errno.EADDRINUSE, "Address already in use"), OSError, "address already in use: another server"),
+        (OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"), OSError, "no such address on this machine"),
+        (PermissionError(errno.EACCES, "Permission denied"), PermissionError, "permission denied (ports below 1024"),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), socket.gaierror, "unknown host"),
+        (OSError(errno.EMFILE, "Too many open files"), OSError, "Too many open files"),
+        (OSError("odd"), OSError, "odd"),
+        (OSError(), OSError, "OSError"),
+    ],
+)
+def test_listen_error(exc: OSError, cls: type[OSError], says: str) -> None:
+    error = listen_error(exc, "127.0.0.1", 3000)
+    assert type(error) is cls and error.errno == exc.errno
+    assert str(error).replace(f"[Errno {exc.errno}] ", "").startswith(f"cannot listen on 127.0.0.1:3000: {says}")

@@ -131,7 +131,11 @@ def addresses(infos: list[Any]) -> list[str]:
 
 def listen_on(sock: Any, host: str, port: int, options: list[SocketOption]) -> Any:
     """Set ``options``, bind ``sock`` to ``(host, port)`` and listen, as every backend does."""
-    apply_options(sock, options)
-    sock.bind((host, port))
-    sock.listen(128)
+    try:
+        apply_options(sock, options)
+        sock.bind((host, port))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
     return sock
