@@ -9,7 +9,8 @@ import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["core", "typing", "lint", "bindings", "conformance", "interop", "loadbalancer", "docs"]
+nox.options.sessions = ["core", "typing", "lint", "bindings", "conformance", "interop", "loadbalancer", "docs",
+                        "integrations"]
 
 TEST = ".[all,test]"
 BINDINGS = ["threads", "gevent", "anyio-asyncio", "anyio-trio"]
@@ -29,9 +30,10 @@ def core(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     """mypy --strict on the core and every binding."""
-    session.install("-e", TEST, "mypy")
+    session.install("-e", ".[all,test,pydantic,otel,prometheus]", "mypy")
     session.run("mypy", "--strict", "sansio_tcpmsg", "bindings/tcpmsg_anyio", "bindings/tcpmsg_gevent", "bindings/tcpmsg_sockopts",
-                "bindings/tcpmsg_threads", "bindings/tcpmsg_sync", "tcpmsg")
+                "bindings/tcpmsg_threads", "bindings/tcpmsg_sync", "tcpmsg",
+                "integrations/tcpmsg_pydantic", "integrations/tcpmsg_otel", "integrations/tcpmsg_prometheus")
 
 
 @nox.session
@@ -65,6 +67,14 @@ def interop(session: nox.Session) -> None:
 
 
 @nox.session
+def integrations(session: nox.Session) -> None:
+    """tcpmsg_pydantic, tcpmsg_otel, tcpmsg_prometheus and the recipes (FastAPI, Flask,
+    gunicorn, ...) on every binding and against real NestJS 12."""
+    session.install("-e", ".[all,test,test-integrations]")
+    session.run("pytest", "tests/integrations", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
 def loadbalancer(session: nox.Session) -> None:
     """Behind a real HAProxy (Debian package ``haproxy``; .ci/run installs it): three of our
     servers, our client and a NestJS 12 client; backends killed and drained under load."""
@@ -75,7 +85,7 @@ def loadbalancer(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """The API page up to date, every docs sample, every example, and the tcpmsg command."""
-    session.install("-e", TEST)
+    session.install("-e", ".[all,test,test-integrations]")  # docs/integrations.md, docs/recipes.md
     session.run("python", "docs/gen_api.py", "--check")
     session.run("pytest", "tests/docs", "tests/examples", "tests/cli", "-p", "no:cacheprovider",
                 *session.posargs)

@@ -35,6 +35,9 @@ MODULES = [
     ("tcpmsg_gevent", "Client and server for gevent (extra `[gevent]`)."),
     ("tcpmsg_anyio", "Async client and server over anyio, for asyncio and trio (extras `[anyio]`, `[trio]`)."),
     ("tcpmsg.workers", "Several worker processes serving one port (`tcpmsg serve --workers N`)."),
+    ("tcpmsg_pydantic", "Typed payloads: pydantic validation and serialization (extra `[pydantic]`)."),
+    ("tcpmsg_otel", "OpenTelemetry tracing: trace context in metadata, a span per call (extra `[otel]`)."),
+    ("tcpmsg_prometheus", "Prometheus metrics for servers and clients (extra `[prometheus]`)."),
 ]
 
 CORE_MODULES = ("sansio_tcpmsg", "sansio_tcpmsg.testing", "sansio_tcpmsg.handlers", "sansio_tcpmsg.calls")

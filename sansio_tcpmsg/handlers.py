@@ -43,6 +43,7 @@ __all__ = [
     "UnsupportedHandler",
     "aclose",
     "close",
+    "on_finish",
     "describe",
     "family_of",
     "kind_of",
@@ -176,6 +177,55 @@ async def aclose(items: AsyncIterator[Any]) -> None:
     method = getattr(items, "aclose", None)
     if method is not None:
         await method()
+
+
+def on_finish(result: Any, done: Callable[[BaseException | None], object]) -> Any:
+    """What a middleware returns to learn when a call is over (timing, spans, gauges).
+
+    For one value: ``done(None)`` at once, and ``result`` itself. For a stream (see
+    :func:`stream_of`): an iterator, or async iterator, of the same items that calls
+    ``done`` once, after the last item (``None``), when getting an item raised (the
+    exception, which still propagates), or when the binding stops early (``None``).
+    """
+    stream = stream_of(result)
+    if stream is None:
+        done(None)
+        return result
+    if stream is Stream.ITEMS:
+        return _watched(result, done)
+    return _watched_async(result, done)
+
+
+def _watched(items: Iterator[Any], done: Callable[[BaseException | None], object]) -> Iterator[Any]:
+    error: BaseException | None = None
+    try:
+        for item in items:
+            yield item
+    except GeneratorExit:  # closed early: the caller left, not a failure
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        close(items)
+        done(error)
+
+
+async def _watched_async(
+    items: AsyncIterator[Any], done: Callable[[BaseException | None], object]
+) -> AsyncIterator[Any]:
+    error: BaseException | None = None
+    try:
+        async for item in items:
+            yield item
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        await aclose(items)
+        done(error)
 
 
 def _link(middleware: Middleware, call_next: Handler) -> Handler:

@@ -38,6 +38,9 @@ class Context:
     metadata: Any
     #: Who sent it: whatever the binding passed, usually the peer's (host, port).
     peer: Any
+    #: True for an event (``emit``: no reply), False for a request; middleware that
+    #: count or trace calls tell them apart by it.
+    is_event: bool = False
 
 
 def _with_context(func: Callable[..., Any]) -> Handler:

@@ -177,7 +177,7 @@ class ServerConnection(Connection):
             if self.draining and not self._in_flight:
                 self.close()  # a check waiting for a string it will not get fails at once
             return
-        context = Context(incoming.pattern, route, incoming.metadata, self.peer)
+        context = Context(incoming.pattern, route, incoming.metadata, self.peer, not incoming.is_request)
         if not incoming.is_request:
             self._events.append(EventReceived(incoming.data, context, self.router.event_handlers(route)))
             return

@@ -157,6 +157,11 @@ class Server:
             Stream.ITEMS: self._drain_in_thread, Stream.ASYNC_ITEMS: _drain_async,
         }
 
+    @property
+    def connections(self) -> int:
+        """Connections open now (metrics read it, e.g. ``tcpmsg_prometheus``)."""
+        return self._active
+
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()

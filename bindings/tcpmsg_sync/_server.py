@@ -329,6 +329,11 @@ class Server:
         self._acceptor: Task | None = None
         self.pool: Pool = backend.pool(max_workers)
 
+    @property
+    def connections(self) -> int:
+        """Connections open now (metrics read it, e.g. ``tcpmsg_prometheus``)."""
+        return len(self._peers)
+
     def __enter__(self) -> Server:
         self.start()
         return self

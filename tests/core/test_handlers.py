@@ -22,6 +22,7 @@ from sansio_tcpmsg.handlers import (
     describe,
     family_of,
     kind_of,
+    on_finish,
     stream_of,
 )
 from sansio_tcpmsg.routing import Context, Handler
@@ -511,3 +512,80 @@ def test_without_middleware_the_handler_is_called_as_is() -> None:
     router = router_with(coro)
     route = '{"cmd":"add"}'
     assert Handlers(router, family=Family.ASYNC, binding="x").message_handler(route) is router.message_handler(route)
+
+
+# --- on_finish: when a middleware's call is over ------------------------------------------
+
+
+def _run(coro: Any) -> Any:
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("waited on an event loop")
+
+
+def test_on_finish_a_value_is_done_at_once() -> None:
+    seen: list[Any] = []
+    assert on_finish({"a": 1}, seen.append) == {"a": 1} and seen == [None]
+
+
+def test_on_finish_a_stream_is_done_after_its_last_item() -> None:
+    seen: list[Any] = []
+    items = on_finish(iter([1, 2]), seen.append)
+    assert next(items) == 1 and seen == []
+    assert list(items) == [2] and seen == [None]
+
+
+def test_on_finish_a_failing_stream_gives_its_exception() -> None:
+    seen: list[Any] = []
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise ValueError("broken")
+
+    items = on_finish(failing(), seen.append)
+    with pytest.raises(ValueError):
+        list(items)
+    assert len(seen) == 1 and isinstance(seen[0], ValueError)
+
+
+def test_on_finish_a_stream_closed_early_is_not_a_failure() -> None:
+    seen: list[Any] = []
+    closed: list[bool] = []
+
+    def endless() -> Iterator[int]:
+        try:
+            while True:
+                yield 1
+        finally:
+            closed.append(True)
+
+    items = on_finish(endless(), seen.append)
+    assert next(items) == 1
+    close(items)
+    assert seen == [None] and closed == [True]
+
+
+def test_on_finish_async_streams() -> None:
+    seen: list[Any] = []
+
+    async def two() -> AsyncIterator[int]:
+        yield 1
+        yield 2
+
+    async def failing() -> AsyncIterator[int]:
+        yield 1
+        raise ValueError("broken")
+
+    async def collect(items: AsyncIterator[Any]) -> list[Any]:
+        return [item async for item in items]
+
+    assert _run(collect(on_finish(two(), seen.append))) == [1, 2] and seen == [None]
+    with pytest.raises(ValueError):
+        _run(collect(on_finish(failing(), seen.append)))
+    assert isinstance(seen[1], ValueError)
+    items = on_finish(two(), seen.append)
+    assert _run(items.__anext__()) == 1
+    _run(items.aclose())
+    assert seen[2:] == [None]

@@ -41,6 +41,7 @@ def test_request_event_carries_handler_and_context() -> None:
     assert isinstance(event, RequestReceived)
     assert event.context.route == "echo" and event.context.metadata == {"t": 1}
     assert event.context.peer == ("127.0.0.1", 5) and event.context.pattern == '"echo"'
+    assert event.context.is_event is False
     assert conn.in_flight == 1
     conn.respond(event.request_id, event.handler(event.data, event.context))
     assert conn.data_to_send() == encode_frame('{"response":1,"isDisposed":true,"id":"x"}')
@@ -52,6 +53,7 @@ def test_events_get_every_handler_in_order() -> None:
     conn = ServerConnection(router)
     [event] = request(conn, '{"pattern":"note","data":1}')
     assert isinstance(event, EventReceived) and len(event.handlers) == 2
+    assert event.context.is_event is True
     [event] = request(conn, '{"pattern":"other","data":1}')
     assert isinstance(event, EventReceived) and event.handlers == ()
     assert conn.data_to_send() == b""
