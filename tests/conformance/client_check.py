@@ -12,18 +12,19 @@ import os
 import sys
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]  # the suite's modules; tests/facade.py
 
-import tcpmsg_facade  # noqa: E402
+import facade  # noqa: E402
 from cross_checks import CHECKS  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binding", required=True, choices=tcpmsg_facade.BINDINGS)
+    ap.add_argument("--binding", required=True, choices=facade.BINDINGS)
     ap.add_argument("--port", type=int, required=True)
     args = ap.parse_args()
-    binding = tcpmsg_facade.make_binding(args.binding)
+    binding = facade.make_binding(args.binding)
     failed = 0
     try:
         with binding.connect(args.port, timeout=10) as client:

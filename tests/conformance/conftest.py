@@ -17,11 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
-import tcpmsg_facade
-from tcpmsg_facade import HOST
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # the suite's modules; tests/facade.py
+import conformance_router  # noqa: E402
+import facade  # noqa: E402
+from facade import HOST  # noqa: E402
 
 BINDING_NAME = os.environ.get("TCPMSG_BINDING", "threads")
-HERE = Path(__file__).resolve().parent
 DEFAULT_TIMEOUT = 30
 
 
@@ -37,14 +40,19 @@ def pytest_report_header(config):
     return f"tcpmsg conformance binding: {BINDING_NAME}"
 
 
+def make_binding(name: str) -> facade.Binding:
+    """The facade of binding ``name``, serving the suite's router unless told otherwise."""
+    return facade.make_binding(name, router=lambda _: conformance_router.build_router())
+
+
 @pytest.fixture(scope="session")
 def binding():
-    if BINDING_NAME not in tcpmsg_facade.BINDINGS:
-        raise pytest.UsageError(f"TCPMSG_BINDING must be one of {tcpmsg_facade.BINDINGS}")
-    why = tcpmsg_facade.available(BINDING_NAME)
+    if BINDING_NAME not in facade.BINDINGS:
+        raise pytest.UsageError(f"TCPMSG_BINDING must be one of {facade.BINDINGS}")
+    why = facade.available(BINDING_NAME)
     if why:
         pytest.skip(why)
-    b = tcpmsg_facade.make_binding(BINDING_NAME)
+    b = make_binding(BINDING_NAME)
     yield b
     b.shutdown()
 
@@ -76,7 +84,7 @@ class ServerProcess:
 
     def start(self, port: int | None = None) -> None:
         port = self.port if port is None else port
-        env = dict(os.environ, PYTHONPATH=tcpmsg_facade.pythonpath())
+        env = dict(os.environ, PYTHONPATH=facade.pythonpath(HERE))
         err = open(self.stderr_path, "ab") if self.stderr_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-u", str(HERE / "serve_router.py"), "--binding", self.name, "--port", str(port), *self.extra],
@@ -122,7 +130,7 @@ def server_process(tmp_path):
     started: list[ServerProcess] = []
 
     def make(name: str = BINDING_NAME, port: int = 0, extra: list[str] | None = None) -> ServerProcess:
-        why = tcpmsg_facade.available(name)
+        why = facade.available(name)
         if why:
             pytest.skip(why)
         p = ServerProcess(name, port, extra, tmp_path / f"server-{name}-{len(started)}.log")

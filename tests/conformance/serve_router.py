@@ -14,9 +14,11 @@ import ssl
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]  # the suite's modules; tests/facade.py
 
-import tcpmsg_facade  # noqa: E402
+import conformance_router  # noqa: E402
+import facade  # noqa: E402
 
 
 def server_tls(certdir: str, mtls: bool) -> ssl.SSLContext:
@@ -30,19 +32,17 @@ def server_tls(certdir: str, mtls: bool) -> ssl.SSLContext:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binding", required=True, choices=tcpmsg_facade.BINDINGS)
+    ap.add_argument("--binding", required=True, choices=facade.BINDINGS)
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--host", default=tcpmsg_facade.HOST)
+    ap.add_argument("--host", default=facade.HOST)
     ap.add_argument("--name", help="what the whoami handler answers")
     ap.add_argument("--tls")
     ap.add_argument("--mtls", action="store_true")
     ap.add_argument("--limits", help="JSON object of sansio_tcpmsg.Limits fields")
     args = ap.parse_args()
     if args.name:
-        import conformance_router
-
         conformance_router.SERVER_NAME = args.name
-    binding = tcpmsg_facade.make_binding(args.binding)
+    binding = facade.make_binding(args.binding, router=lambda _: conformance_router.build_router())
     kw = {"port": args.port, "host": args.host}
     if args.tls:
         kw["tls"] = server_tls(args.tls, args.mtls)

@@ -9,11 +9,11 @@ import sys
 import traceback
 
 import cross_checks
+import facade
 import pytest
-import tcpmsg_facade
 from conftest import BINDING_NAME, HERE, ServerProcess
 
-OTHERS = [b for b in tcpmsg_facade.BINDINGS if b != BINDING_NAME]
+OTHERS = [b for b in facade.BINDINGS if b != BINDING_NAME]
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def other_servers(tmp_path_factory):
     logs = tmp_path_factory.mktemp("cross")
 
     def get(name: str) -> ServerProcess:
-        why = tcpmsg_facade.available(name)
+        why = facade.available(name)
         if why:
             pytest.skip(why)
         if name not in procs:
@@ -54,10 +54,10 @@ def test_this_client_against_other_server(binding, other_servers, other):
 
 @pytest.mark.parametrize("other", OTHERS)
 def test_other_client_against_this_server(binding, server, other):
-    why = tcpmsg_facade.available(other)
+    why = facade.available(other)
     if why:
         pytest.skip(why)
-    env = dict(os.environ, PYTHONPATH=tcpmsg_facade.pythonpath())
+    env = dict(os.environ, PYTHONPATH=facade.pythonpath(HERE))
     proc = subprocess.Popen(
         [sys.executable, "-u", str(HERE / "client_check.py"), "--binding", other, "--port", str(server.port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from conftest import client_ctx, server_ctx
-from tcpmsg_facade import HOST
+from facade import HOST
 
 from sansio_tcpmsg.framing import FrameDecoder, encode_frame
 from sansio_tcpmsg.health import CHECK_EXPECT, CHECK_REQUEST

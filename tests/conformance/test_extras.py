@@ -64,7 +64,7 @@ def test_connections_logged(binding, caplog):
 
 def test_serve_forever_returns_after_close(binding):
     if BINDING_NAME == "gevent":
-        pytest.skip("facade serves gevent from its own hub thread; serve_forever covered by test_gevent_same_hub")
+        pytest.skip("the facade serves gevent from a hub of its own; tests/bindings/test_gevent.py serves forever in one hub")
     with binding.serve(grace=1) as srv:
         if BINDING_NAME.startswith("anyio"):
             future = binding.portal.start_task_soon(srv.raw.serve_forever)
@@ -79,43 +79,6 @@ def test_serve_forever_returns_after_close(binding):
             assert not call.done()
             srv.close(grace=1)
             assert call.result(timeout=5) is None
-
-
-def test_gevent_same_hub(binding):
-    """gevent as apps use it: server, client and callers all in ONE hub (a fresh thread)."""
-    if BINDING_NAME != "gevent":
-        pytest.skip("gevent only")
-    import threading
-
-    import gevent
-
-    box = {}
-
-    def run():
-        try:
-            router = binding.router()
-            with binding.mod.serve(router, host="127.0.0.1", port=0, grace=1) as srv:
-                forever = gevent.spawn(srv.serve_forever)
-                with binding.mod.connect("127.0.0.1", srv.port, timeout=5) as c:
-                    box["echo"] = c.send("echo", 1)
-                    box["stream"] = list(c.stream("count", {"n": 3, "gap": 0.01}))
-                    gs = [gevent.spawn(c.send, "slow", {"sleep": 0.05, "value": i}) for i in range(50)]
-                    gevent.joinall(gs, timeout=10)
-                    box["many"] = [g.value for g in gs]
-                srv.close(grace=1)
-                forever.join(timeout=5)
-                box["forever_done"] = forever.ready()
-        except BaseException as exc:
-            box["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(20)
-    assert not t.is_alive(), "client and server in one hub did not finish (deadlock?)"
-    assert "error" not in box, repr(box.get("error"))
-    assert box["echo"] == 1 and box["stream"] == [0, 1, 2]
-    assert box["many"] == list(range(50))
-    assert box["forever_done"]
 
 
 def test_anyio_statuses_iterator(binding, server_process):

@@ -1,6 +1,6 @@
 """``client.submit`` and ``client.map``: many calls in flight from one thread (threads) or
 greenlet (gevent), resolved by the client's reader. The anyio binding has no futures: many
-calls in flight there are tasks (``concurrent_sends`` in the other tests)."""
+calls in flight there are tasks (``send_many`` in the other tests)."""
 
 from __future__ import annotations
 

@@ -98,7 +98,7 @@ def test_nothing_left_running(binding):
             assert c.send("echo", 1) == 1
             assert list(c.stream("count", {"n": 3, "gap": 0.01})) == [0, 1, 2]
             c.emit("evt", ["leftover", 1])
-            c.concurrent_sends([("slow", 0.05, {})] * 20)
+            c.send_many([("slow", 0.05)] * 20)
             call = binding.spawn(c.send, "slow", 0.2)
             assert call.result(timeout=5) == 0.2
             if hasattr(call, "thread"):

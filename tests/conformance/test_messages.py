@@ -297,10 +297,10 @@ def test_many_concurrent_requests(client):
         else:
             calls.append(("count", {"n": 2}, {"timeout": 20}))  # send: last value
     t0 = time.monotonic()
-    results = client.concurrent_sends(calls, timeout=40)
-    errors = [(i, r[1]) for i, r in enumerate(results) if r[0] != "ok"]
+    results = client.send_many(calls, timeout=40)
+    errors = [(i, r) for i, r in enumerate(results) if isinstance(r, Exception)]
     assert not errors, f"{len(errors)} failed, first: {errors[:3]}"
-    for i, (_, value) in enumerate(results):
+    for i, value in enumerate(results):
         expected = i if i % 3 == 0 else ({"i": i} if i % 3 == 1 else 1)
         assert value == expected, (i, value)
     assert time.monotonic() - t0 < 30
@@ -309,8 +309,8 @@ def test_many_concurrent_requests(client):
 def test_concurrent_slow_requests_overlap(client):
     """Requests on one connection run concurrently: 10 x 0.3 s well under 3 s."""
     t0 = time.monotonic()
-    results = client.concurrent_sends([("slow", 0.3, {"timeout": 10})] * 10, timeout=10)
-    assert [r for r in results] == [("ok", 0.3)] * 10
+    results = client.send_many([("slow", 0.3, {"timeout": 10})] * 10, timeout=10)
+    assert results == [0.3] * 10
     assert time.monotonic() - t0 < 1.5
 
 

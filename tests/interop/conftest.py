@@ -3,8 +3,9 @@
 - Every test gets a timeout (60 s unless it sets its own ``@pytest.mark.timeout``).
 - Without node/npm: skip with the reason, unless ``CI=true``, where it is a failure.
   A failed ``npm ci`` is a failure under ``CI=true`` and a skip otherwise.
-- ``binding``: the binding id; a binding that cannot be imported is skipped (failed
-  under ``CI=true``).
+- ``binding``: a binding's facade (``tests/facade.py``, shared with the conformance
+  suite) serving the mirror router; a binding that cannot run here is skipped (failed
+  under ``CI=true``). With ``INTEROP_REF_BINDING=1`` also ``ref`` (``refbinding.py``).
 - ``certs``: a CA, a server certificate (localhost, 127.0.0.1) and a client
   certificate, made with ``cryptography`` for the session.
 """
@@ -16,6 +17,7 @@ import ipaddress
 import os
 import ssl
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +25,10 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import drivers  # noqa: E402
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+import facade  # noqa: E402
 import nest  # noqa: E402
+from mirror import build_router  # noqa: E402
 
 CI = os.environ.get("CI", "").lower() == "true"
 DEFAULT_TIMEOUT = 60
@@ -56,23 +59,46 @@ def node_ready() -> None:
             _skip_or_fail(f"NestJS {major} install failed: {exc}")
 
 
+BINDINGS = ["threads", "gevent", "anyio-asyncio", "anyio-trio"]
+if os.environ.get("INTEROP_REF_BINDING") == "1":
+    BINDINGS = ["ref", *BINDINGS]
+
+_bindings: dict[str, facade.Binding] = {}
+
+
+def mirror_router(binding: facade.Binding) -> Any:
+    """The mirror of js/server.js: ``async def`` handlers on anyio, plain ones elsewhere."""
+    if binding.name.startswith("anyio"):
+        return build_router("async")
+    if binding.name == "gevent":
+        import gevent
+
+        return build_router("sync", gevent.sleep)
+    return build_router("sync", time.sleep)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _shutdown_drivers() -> Iterator[None]:
+def _shutdown_bindings() -> Iterator[None]:
     yield
-    drivers.shutdown_all()
+    for b in _bindings.values():
+        b.shutdown()
+    _bindings.clear()
 
 
-def get_driver_or_skip(name: str) -> drivers.Driver:
-    try:
-        return drivers.get_driver(name)
-    except ImportError as exc:
-        _skip_or_fail(f"binding {name} not importable: {exc}")
-        raise  # unreachable
+@pytest.fixture(scope="session", params=BINDINGS)
+def binding(request: pytest.FixtureRequest) -> facade.Binding:
+    name = request.param
+    if name not in _bindings:
+        if name == "ref":
+            import refbinding
 
-
-@pytest.fixture(scope="session", params=drivers.BINDINGS)
-def binding(request: pytest.FixtureRequest) -> drivers.Driver:
-    return get_driver_or_skip(request.param)
+            _bindings[name] = facade.Binding("ref", refbinding, router=mirror_router)
+        else:
+            why = facade.available(name)
+            if why:
+                _skip_or_fail(f"binding {name}: {why}")
+            _bindings[name] = facade.make_binding(name, router=mirror_router)
+    return _bindings[name]
 
 
 # ---------------------------------------------------------------------- certificates

@@ -3,7 +3,7 @@
 It is NOT a binding of the project: it exists so the interop tests can be checked
 against real NestJS before (or independently of) the real bindings. It is only used
 when ``INTEROP_REF_BINDING=1`` (binding id ``ref``). It follows the shape of
-``docs/bindings-contract.md`` closely enough for ``drivers.py``.
+``docs/bindings-contract.md`` closely enough for ``tests/facade.py``.
 """
 
 from __future__ import annotations

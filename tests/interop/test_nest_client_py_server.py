@@ -1,7 +1,7 @@
 """A real NestJS client (10, 11, 12) against our servers (every binding).
 
 Direction "nest→py": ``js/client.js`` (nest.NestClient, a NestJS ``ClientTCP``) talks to
-``driver.server(mirror router)`` on port 0. One server per binding for the module (plus
+``binding.serve(mirror router)`` on port 0. One server per binding for the module (plus
 TLS and limited ones), one NestJS client per major × binding.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import nest
 import pytest
 from conftest import Certs
-from drivers import Driver, ServerHandle
+from facade import Binding, Server
 
 import sansio_tcpmsg as st
 
@@ -32,8 +32,8 @@ def _ids(m: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def py_server(binding: Driver) -> Iterator[ServerHandle]:
-    with binding.server(binding.router()) as srv:
+def py_server(binding: Binding) -> Iterator[Server]:
+    with binding.serve() as srv:
         yield srv
 
 
@@ -43,7 +43,7 @@ def major(request: pytest.FixtureRequest, node_ready: None) -> int:
 
 
 @pytest.fixture(scope="module")
-def nest_client(py_server: ServerHandle, major: int) -> Iterator[nest.NestClient]:
+def nest_client(py_server: Server, major: int) -> Iterator[nest.NestClient]:
     with nest.NestClient(major, py_server.port) as cli:
         yield cli
 
@@ -225,7 +225,7 @@ def _read_replies(sock: socket.socket, n: int, timeout: float = 20.0) -> list[di
     return out
 
 
-def test_many_frames_in_one_write(py_server: ServerHandle) -> None:
+def test_many_frames_in_one_write(py_server: Server) -> None:
     """300 requests (some in a non-ASCII, split-UTF-8 stream) in one sendall."""
     frames = []
     for i in range(300):
@@ -249,7 +249,7 @@ def test_many_frames_in_one_write(py_server: ServerHandle) -> None:
                                   "id": f"r{i}"}
 
 
-def test_reply_bytes_match_nest(py_server: ServerHandle) -> None:
+def test_reply_bytes_match_nest(py_server: Server) -> None:
     """Our replies are the bytes a NestJS server writes (key order included)."""
     reqs = [
         ({"pattern": "echo", "data": {"a": 1}, "id": "x1"},
@@ -275,24 +275,24 @@ def test_reply_bytes_match_nest(py_server: ServerHandle) -> None:
 
 
 @pytest.fixture(scope="module")
-def py_tls_server(binding: Driver, certs: Certs) -> Iterator[ServerHandle]:
-    with binding.server(binding.router(), tls=certs.server_context()) as srv:
+def py_tls_server(binding: Binding, certs: Certs) -> Iterator[Server]:
+    with binding.serve(tls=certs.server_context()) as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
-def py_mtls_server(binding: Driver, certs: Certs) -> Iterator[ServerHandle]:
-    with binding.server(binding.router(), tls=certs.server_context(mutual=True)) as srv:
+def py_mtls_server(binding: Binding, certs: Certs) -> Iterator[Server]:
+    with binding.serve(tls=certs.server_context(mutual=True)) as srv:
         yield srv
 
 
-def test_tls(py_tls_server: ServerHandle, major: int, certs: Certs) -> None:
+def test_tls(py_tls_server: Server, major: int, certs: Certs) -> None:
     with nest.NestClient(major, py_tls_server.port, tls=certs.nest_client_tls()) as cli:
         assert ok(cli.request("send", "echo", UNICODE)) == [UNICODE]
         assert ok(cli.request("send", "stream", {"count": 3, "gap_ms": 5})) == [0, 1, 2]
 
 
-def test_mutual_tls(py_mtls_server: ServerHandle, major: int, certs: Certs) -> None:
+def test_mutual_tls(py_mtls_server: Server, major: int, certs: Certs) -> None:
     with nest.NestClient(major, py_mtls_server.port,
                          tls=certs.nest_client_tls(with_cert=True)) as cli:
         assert ok(cli.request("send", "echo", "mtls")) == ["mtls"]
@@ -300,7 +300,7 @@ def test_mutual_tls(py_mtls_server: ServerHandle, major: int, certs: Certs) -> N
 
 
 def test_mutual_tls_refuses_client_without_cert(
-    py_mtls_server: ServerHandle, major: int, certs: Certs
+    py_mtls_server: Server, major: int, certs: Certs
 ) -> None:
     try:
         with nest.NestClient(major, py_mtls_server.port, tls=certs.nest_client_tls()) as cli:
@@ -334,13 +334,13 @@ def test_nest_tls_client_to_plain_server_is_logged(
 
 
 @pytest.fixture(scope="module")
-def py_limited_server(binding: Driver) -> Iterator[ServerHandle]:
+def py_limited_server(binding: Binding) -> Iterator[Server]:
     limits = st.Limits(max_buffer_size=4096)
-    with binding.server(binding.router(), limits=limits) as srv:
+    with binding.serve(limits=limits) as srv:
         yield srv
 
 
-def test_limit_hit_by_nest_client(py_limited_server: ServerHandle, major: int) -> None:
+def test_limit_hit_by_nest_client(py_limited_server: Server, major: int) -> None:
     """A NestJS client's frame over our max_buffer_size: that connection is closed and
     its call fails with 'Connection closed'; other clients keep being served, and the
     NestJS client reconnects by itself on its next call."""
@@ -359,10 +359,10 @@ def test_limit_hit_by_nest_client(py_limited_server: ServerHandle, major: int) -
 # ---------------------------------------------------------------- graceful close
 
 
-def test_graceful_close_under_nest_client(binding: Driver, major: int) -> None:
+def test_graceful_close_under_nest_client(binding: Binding, major: int) -> None:
     """Closing our server lets the NestJS client's call in flight finish (grace), then
     the connection is closed and the client's next call fails (nothing listens)."""
-    server_cm = binding.server(binding.router())
+    server_cm = binding.serve()
     srv = server_cm.__enter__()
     try:
         with nest.NestClient(major, srv.port) as cli:
@@ -381,7 +381,7 @@ def test_graceful_close_under_nest_client(binding: Driver, major: int) -> None:
             server_cm.__exit__(None, None, None)
 
 
-def test_nest_client_killed_mid_stream(py_server: ServerHandle, major: int) -> None:
+def test_nest_client_killed_mid_stream(py_server: Server, major: int) -> None:
     """A NestJS client killed while our server streams to it: the others are still served."""
     with nest.NestClient(major, py_server.port) as other:
         victim = nest.NestClient(major, py_server.port)

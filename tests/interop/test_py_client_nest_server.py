@@ -1,12 +1,13 @@
 """Our clients (every binding) against a real NestJS server (10, 11, 12).
 
-Direction "py→nest": ``driver.client`` talks to ``js/server.js`` (nest.NestServer).
+Direction "py→nest": ``binding.connect`` talks to ``js/server.js`` (nest.NestServer).
 One NestJS server per major for the module (plus TLS ones); one client per
 major × binding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import nest
 import pytest
 from capture import CaptureServer
 from conftest import Certs
-from drivers import Driver, SyncClient
+from facade import Binding, Client
 
 import sansio_tcpmsg as st
 
@@ -36,8 +37,8 @@ def nest_server(request: pytest.FixtureRequest, node_ready: None) -> Iterator[ne
 
 
 @pytest.fixture(scope="module")
-def client(nest_server: nest.NestServer, binding: Driver) -> Iterator[SyncClient]:
-    with binding.client(nest_server.port, timeout=30.0) as c:
+def client(nest_server: nest.NestServer, binding: Binding) -> Iterator[Client]:
+    with binding.connect(nest_server.port, timeout=30.0) as c:
         yield c
 
 
@@ -61,40 +62,40 @@ def client(nest_server: nest.NestServer, binding: Driver) -> Iterator[SyncClient
     ids=["string", "object", "object-as-json", "nested", "nested-reordered", "number",
          "number-as-string", "float-42", "unicode-pattern", "async-handler"],
 )
-def test_send(client: SyncClient, pattern: Any, data: Any, expected: Any) -> None:
+def test_send(client: Client, pattern: Any, data: Any, expected: Any) -> None:
     assert client.send(pattern, data) == expected
 
 
-def test_undefined_reply(client: SyncClient) -> None:
+def test_undefined_reply(client: Client) -> None:
     assert client.send("undefined", 1) is None
-    assert client.stream("undefined", 1) == []
+    assert list(client.stream("undefined", 1)) == []
 
 
-def test_stream_with_gaps(client: SyncClient) -> None:
-    assert client.stream("stream", {"count": 3, "gap_ms": 40}) == [0, 1, 2]
+def test_stream_with_gaps(client: Client) -> None:
+    assert list(client.stream("stream", {"count": 3, "gap_ms": 40})) == [0, 1, 2]
 
 
-def test_stream_sync(client: SyncClient) -> None:
-    assert client.stream("stream", {"count": 4}) == [0, 1, 2, 3]
+def test_stream_sync(client: Client) -> None:
+    assert list(client.stream("stream", {"count": 4})) == [0, 1, 2, 3]
 
 
-def test_stream_empty(client: SyncClient) -> None:
-    assert client.stream("stream.empty", 0) == []
-    assert client.stream("stream", {"count": 0}) == []
+def test_stream_empty(client: Client) -> None:
+    assert list(client.stream("stream.empty", 0)) == []
+    assert list(client.stream("stream", {"count": 0})) == []
     assert client.send("stream.empty", 0) is None
 
 
-def test_send_on_stream_gives_last_value(client: SyncClient) -> None:
+def test_send_on_stream_gives_last_value(client: Client) -> None:
     assert client.send("stream", {"count": 3, "gap_ms": 10}) == 2
 
 
-def test_stream_single_value(client: SyncClient) -> None:
-    assert client.stream("echo", "one") == ["one"]
+def test_stream_single_value(client: Client) -> None:
+    assert list(client.stream("echo", "one")) == ["one"]
 
 
-def test_many_frames_in_one_read(client: SyncClient) -> None:
+def test_many_frames_in_one_read(client: Client) -> None:
     # a synchronous from([...]) is written in one tick: the frames arrive back to back
-    assert client.stream("stream", {"count": 500}) == list(range(500))
+    assert list(client.stream("stream", {"count": 500})) == list(range(500))
 
 
 # ---------------------------------------------------------------- errors
@@ -109,18 +110,18 @@ def test_many_frames_in_one_read(client: SyncClient) -> None:
     ],
     ids=["object", "string", "plain"],
 )
-def test_remote_errors(client: SyncClient, pattern: str, err: Any) -> None:
+def test_remote_errors(client: Client, pattern: str, err: Any) -> None:
     with pytest.raises(st.RemoteError) as info:
         client.send(pattern, 1)
     assert not isinstance(info.value, st.NoHandlerError)
     assert info.value.error == err
     with pytest.raises(st.RemoteError) as info2:
-        client.stream(pattern, 1)
+        list(client.stream(pattern, 1))
     assert info2.value.error == err
     assert client.send("echo", "still up") == "still up"
 
 
-def test_no_handler(client: SyncClient) -> None:
+def test_no_handler(client: Client) -> None:
     with pytest.raises(st.NoHandlerError) as info:
         client.send("no.such.pattern", 1)
     assert info.value.error == NO_HANDLER
@@ -129,7 +130,7 @@ def test_no_handler(client: SyncClient) -> None:
     assert client.send("echo", 1) == 1
 
 
-def test_request_timeout_keeps_client_usable(client: SyncClient) -> None:
+def test_request_timeout_keeps_client_usable(client: Client) -> None:
     with pytest.raises(st.RequestTimeout):
         client.send("slow", {"ms": 600}, timeout=0.1)
     assert client.send("echo", "after timeout") == "after timeout"
@@ -140,7 +141,7 @@ def test_request_timeout_keeps_client_usable(client: SyncClient) -> None:
 # ---------------------------------------------------------------- events
 
 
-def _wait_events(client: SyncClient, before: int, n: int) -> list[Any]:
+def _wait_events(client: Client, before: int, n: int) -> list[Any]:
     deadline = time.monotonic() + 5
     while True:
         after = client.send("events.get", 0)
@@ -149,9 +150,9 @@ def _wait_events(client: SyncClient, before: int, n: int) -> list[Any]:
         time.sleep(0.02)
 
 
-def test_events_several_handlers(client: SyncClient) -> None:
+def test_events_several_handlers(client: Client) -> None:
     before = len(client.send("events.get", 0))
-    tag = f"{client.driver.name}-{time.monotonic()}"
+    tag = f"{client.binding.name}-{time.monotonic()}"
     client.emit("note", {"n": tag})
     client.emit({"k": 1, "evt": "obj"}, UNICODE)  # keys in another order
     assert _wait_events(client, before, 3) == [
@@ -167,26 +168,26 @@ def test_events_several_handlers(client: SyncClient) -> None:
     [UNICODE, TRICKY, {"é": "中", "😀": ["\u2028", "\u2029"], "k\"ey": "\\"}, ["😀" * 1000]],
     ids=["mix", "escapes", "keys", "astral-run"],
 )
-def test_unicode_data(client: SyncClient, data: Any) -> None:
+def test_unicode_data(client: Client, data: Any) -> None:
     assert client.send("echo", data) == data
     assert client.send(UNICODE, data) == data
 
 
-def test_lone_surrogate(client: SyncClient) -> None:
+def test_lone_surrogate(client: Client) -> None:
     # JSON.stringify writes lone surrogates as \udXXX escapes; both ends must agree
     data = "a\ud800b\udfffc"
     assert client.send("echo", data) == data
 
 
 @pytest.mark.timeout(120)
-def test_big_reply(client: SyncClient) -> None:
+def test_big_reply(client: Client) -> None:
     size = 11 * 1024 * 1024
     value = client.send("big", {"size": size}, timeout=60)
     assert len(value) == size and value == "x" * size
 
 
 @pytest.mark.timeout(120)
-def test_big_request_non_ascii(client: SyncClient) -> None:
+def test_big_request_non_ascii(client: Client) -> None:
     data = UNICODE * 1_000_000  # 12 MB of UTF-8, 5,000,000 UTF-16 units
     assert client.send("echo", data, timeout=60) == data
 
@@ -195,7 +196,7 @@ def test_big_request_non_ascii(client: SyncClient) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_1000_in_flight(client: SyncClient) -> None:
+def test_1000_in_flight(client: Client) -> None:
     calls: list[tuple[Any, Any]] = []
     for i in range(1000):
         if i % 2:
@@ -211,7 +212,7 @@ def test_1000_in_flight(client: SyncClient) -> None:
 # ---------------------------------------------------------------- metadata
 
 
-def test_metadata(client: SyncClient, nest_server: nest.NestServer) -> None:
+def test_metadata(client: Client, nest_server: nest.NestServer) -> None:
     meta = {"trace": "abc", "n": 1, "u": UNICODE}
     got = client.send("metadata", 1, metadata=meta)
     if nest_server.major >= 12:
@@ -249,11 +250,11 @@ def _nest_client_frames(major: int) -> list[str]:
     return _nest_frames[major]
 
 
-def test_wire_send_and_emit_like_nest(binding: Driver, nest_server: nest.NestServer) -> None:
+def test_wire_send_and_emit_like_nest(binding: Binding, nest_server: nest.NestServer) -> None:
     """A request carries the pattern as given, an event the normalized route string;
     our frames equal a NestJS client's frames byte for byte (apart from the id)."""
     expected = [_strip_id(f) for f in _nest_client_frames(nest_server.major)]
-    with CaptureServer() as cap, binding.client(cap.port, timeout=10) as c:
+    with CaptureServer() as cap, binding.connect(cap.port, timeout=10) as c:
         assert c.send(WIRE_PATTERN, WIRE_DATA) == "ok"
         c.emit(WIRE_PATTERN, WIRE_DATA)
         assert c.send("m", 1, metadata=WIRE_META) == "ok"
@@ -285,24 +286,24 @@ def nest_mtls_server(nest_server: nest.NestServer, certs: Certs) -> Iterator[nes
         yield srv
 
 
-def test_tls(binding: Driver, nest_tls_server: nest.NestServer, certs: Certs) -> None:
-    with binding.client(nest_tls_server.port, tls=certs.client_context(), timeout=10) as c:
+def test_tls(binding: Binding, nest_tls_server: nest.NestServer, certs: Certs) -> None:
+    with binding.connect(nest_tls_server.port, tls=certs.client_context(), timeout=10) as c:
         assert c.send("echo", UNICODE) == UNICODE
-        assert c.stream("stream", {"count": 3, "gap_ms": 5}) == [0, 1, 2]
+        assert list(c.stream("stream", {"count": 3, "gap_ms": 5})) == [0, 1, 2]
 
 
-def test_mutual_tls(binding: Driver, nest_mtls_server: nest.NestServer, certs: Certs) -> None:
+def test_mutual_tls(binding: Binding, nest_mtls_server: nest.NestServer, certs: Certs) -> None:
     ctx = certs.client_context(with_cert=True)
-    with binding.client(nest_mtls_server.port, tls=ctx, timeout=10) as c:
+    with binding.connect(nest_mtls_server.port, tls=ctx, timeout=10) as c:
         assert c.send("echo", "mtls") == "mtls"
         assert c.send({"cmd": "sum"}, [1, 2]) == 3
 
 
 def test_mutual_tls_refuses_client_without_cert(
-    binding: Driver, nest_mtls_server: nest.NestServer, certs: Certs
+    binding: Binding, nest_mtls_server: nest.NestServer, certs: Certs
 ) -> None:
     with pytest.raises((OSError, st.TcpMsgError)):
-        with binding.client(nest_mtls_server.port, tls=certs.client_context(), timeout=5) as c:
+        with binding.connect(nest_mtls_server.port, tls=certs.client_context(), timeout=5) as c:
             c.send("echo", "no cert")
 
 
@@ -328,16 +329,16 @@ def test_tls_client_to_nest_plain_server_says_it_may_not_speak_tls(
 
 
 @pytest.mark.timeout(90)
-def test_server_restart(binding: Driver, nest_server: nest.NestServer) -> None:
+def test_server_restart(binding: Binding, nest_server: nest.NestServer) -> None:
     """The NestJS server restarts under our client: the call in flight fails with
     ConnectionClosedError, the next call reconnects by itself and succeeds, and
     on_status reports the way."""
     seen: list[st.ConnectionStatus] = []
     with nest.NestServer(nest_server.major) as srv:
-        with binding.client(srv.port, timeout=20, on_status=seen.append) as c:
+        with binding.connect(srv.port, timeout=20, on_status=seen.append) as c:
             assert c.send("echo", 1) == 1
             assert c.status == st.ConnectionStatus.CONNECTED
-            pending = c.start_send("slow", {"ms": 5000})
+            pending = binding.spawn(c.send, "slow", {"ms": 5000})
             time.sleep(0.3)
             srv.restart()
             with pytest.raises(st.ConnectionClosedError):
@@ -345,20 +346,21 @@ def test_server_restart(binding: Driver, nest_server: nest.NestServer) -> None:
             assert st.ConnectionStatus.DISCONNECTED in seen, seen
             assert c.send("echo", 2) == 2
             assert c.status == st.ConnectionStatus.CONNECTED
-            assert c.stream("stream", {"count": 2}) == [0, 1]
+            assert list(c.stream("stream", {"count": 2})) == [0, 1]
     # on_status: connected, disconnected (maybe reconnecting), connected again
     assert seen[0] == st.ConnectionStatus.CONNECTED, seen
     i = seen.index(st.ConnectionStatus.DISCONNECTED)
     assert st.ConnectionStatus.CONNECTED in seen[i:], seen
 
 
-def test_stream_left_early(client: SyncClient) -> None:
+def test_stream_left_early(client: Client) -> None:
     """Leaving a stream early cancels it locally; the items still coming are dropped."""
-    assert client.stream_take("stream", {"count": 20, "gap_ms": 15}, 2) == [0, 1]
+    with contextlib.closing(client.stream("stream", {"count": 20, "gap_ms": 15})) as values:
+        assert [next(values), next(values)] == [0, 1]  # then leave the loop
     assert client.send("echo", "next") == "next"
     time.sleep(0.4)  # the rest of the stream arrives and is dropped
     assert client.send("echo", "after") == "after"
-    assert client.stream("stream", {"count": 2}) == [0, 1]
+    assert list(client.stream("stream", {"count": 2})) == [0, 1]
 
 
 @pytest.fixture(scope="module")
@@ -367,11 +369,11 @@ def nest_limited_server(nest_server: nest.NestServer) -> Iterator[nest.NestServe
         yield srv
 
 
-def test_nest_limit_hit_by_our_client(binding: Driver, nest_limited_server: nest.NestServer) -> None:
+def test_nest_limit_hit_by_our_client(binding: Binding, nest_limited_server: nest.NestServer) -> None:
     """maxBufferSize=4096 on the NestJS server (11/12; 10.x has no limits): our big frame
     gets the connection ended, the call fails with ConnectionClosedError, and the next
     call reconnects by itself."""
-    with binding.client(nest_limited_server.port, timeout=15) as c:
+    with binding.connect(nest_limited_server.port, timeout=15) as c:
         assert c.send("echo", "small") == "small"
         big = "x" * 10_000
         if nest_limited_server.major == 10:
@@ -383,12 +385,12 @@ def test_nest_limit_hit_by_our_client(binding: Driver, nest_limited_server: nest
 
 
 @pytest.mark.timeout(60)
-def test_server_gone_then_back(binding: Driver, nest_server: nest.NestServer) -> None:
+def test_server_gone_then_back(binding: Binding, nest_server: nest.NestServer) -> None:
     """The NestJS server is killed (SIGKILL) and stays away: a call raises OSError (or
     ConnectionClosedError); once a server listens again the next call succeeds."""
     with nest.NestServer(nest_server.major) as srv:
         port = srv.port
-        with binding.client(port, timeout=10) as c:
+        with binding.connect(port, timeout=10) as c:
             assert c.send("echo", 1) == 1
             assert srv.proc is not None
             srv.proc.kill()  # our own child, by pid

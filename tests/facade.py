@@ -1,24 +1,35 @@
-"""A small sync facade over every binding, so one test body serves them all.
+"""One sync facade over every binding, so each conformance and interop test is written once.
 
-``make_binding(name)`` gives a ``Binding`` with:
+The facade adapts I/O only (blocking vs awaiting, threads vs greenlets vs tasks); it never
+touches handlers: the router a suite passes is served untouched on every binding.
 
-- ``connect(port, **kw)``: context manager -> ``Client`` with sync ``send / stream / emit
-  / status / close / connect / concurrent_sends`` and ``statuses`` (every status reported
-  through ``on_status``);
-- ``client(port, **kw)``: the same ``Client`` not yet connected (explicit
+``make_binding(name, router=factory)`` gives a :class:`Binding` with:
+
+- ``connect(port, **kw)``: context manager -> :class:`Client` with blocking ``send``,
+  ``stream`` (an iterator; leaving it early cancels the request), ``emit``,
+  ``send_many``, ``status``, ``connect``, ``close``, ``close_elsewhere``, and
+  ``statuses`` (every status reported through ``on_status``);
+- ``client(port, **kw)``: the same :class:`Client`, not yet connected (explicit
   ``connect()`` / ``close()``);
-- ``serve(router=None, **kw)``: context manager -> ``Server`` with ``.port`` and
-  ``.close(grace)``;
-- ``router()``: the suite's router, the same object on every binding (never rewritten);
-- ``sleep(s)``: a wait that lets this binding's own machinery run (``gevent.sleep`` on
-  gevent, where the client's reader lives in the test thread's hub);
+- ``serve(router=None, **kw)``: context manager -> :class:`Server` with ``port``,
+  ``host``, ``raw`` and ``close(grace)``; without a router, a fresh one of the suite's
+  (``router()``: the ``router`` factory given to ``make_binding``);
 - ``spawn(fn, *args)``: run a call in the background (a thread; a greenlet on gevent);
   ``.result(timeout)`` waits for it;
+- ``sleep(s)``: a wait that lets this binding's own machinery run (``gevent.sleep`` on
+  gevent, where the client's reader lives in the test thread's hub); ``wait_until``;
 - ``live_count()``: threads + greenlets / tasks, for "nothing left running".
 
-Bindings: anyio-asyncio and anyio-trio wrap ``tcpmsg_anyio`` with a blocking portal;
-gevent runs in-process servers in their own OS thread with their own hub (so a blocking
-test body never starves them); threads is called directly.
+How each binding runs:
+
+- threads: called directly; concurrency with OS threads.
+- gevent: the client is called from the test's thread, a greenlet of that thread's hub;
+  concurrency with greenlets. In-process servers run in an OS thread with a hub of
+  their own, so a test body blocking on other primitives (pipes to NestJS, ``time``)
+  never starves them.
+- anyio-asyncio, anyio-trio: a blocking portal (``anyio.from_thread``); each client and
+  server is entered and left in ONE owner task, as a program does; calls run in other
+  tasks of the same loop; concurrency with tasks.
 """
 
 from __future__ import annotations
@@ -33,17 +44,16 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-for _p in (str(HERE), str(ROOT / "bindings"), str(ROOT)):
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+for _p in (str(TESTS), str(ROOT / "bindings"), str(ROOT)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
-
-import conformance_router  # noqa: E402
 
 BINDINGS = ("anyio-asyncio", "anyio-trio", "gevent", "threads")
 MODULES = {
@@ -54,9 +64,12 @@ MODULES = {
 }
 HOST = "127.0.0.1"
 
+RouterFactory = Callable[["Binding"], Any]
 
-def pythonpath() -> str:
-    parts = [str(HERE), str(ROOT / "bindings"), str(ROOT)]
+
+def pythonpath(*first: str | Path) -> str:
+    """PYTHONPATH for a subprocess that imports this facade (``first`` ahead of it)."""
+    parts = [str(p) for p in first] + [str(TESTS), str(ROOT / "bindings"), str(ROOT)]
     if os.environ.get("PYTHONPATH"):
         parts.append(os.environ["PYTHONPATH"])
     return os.pathsep.join(parts)
@@ -66,14 +79,14 @@ def available(name: str) -> str | None:
     """None if the binding can run here, else why not."""
     mod = MODULES[name]
     if importlib.util.find_spec(mod) is None:
-        return f"binding {mod} not present (not landed yet)"
+        return f"binding {mod} not present"
     needs = {"anyio-asyncio": ["anyio"], "anyio-trio": ["anyio", "trio"], "gevent": ["gevent"]}
     for dep in needs.get(name, []):
         if importlib.util.find_spec(dep) is None:
             return f"{dep} not installed"
     try:
         importlib.import_module(mod)
-    except Exception as exc:  # pragma: no cover - reported as skip reason
+    except Exception as exc:  # reported as the skip reason
         return f"binding {mod} does not import: {exc!r}"
     return None
 
@@ -92,10 +105,10 @@ class _ThreadCall:
             except BaseException as exc:
                 self._future.set_exception(exc)
 
-        self.thread = threading.Thread(target=run, daemon=True, name="conformance-call")
+        self.thread = threading.Thread(target=run, daemon=True, name="facade-call")
         self.thread.start()
 
-    def result(self, timeout: float) -> Any:
+    def result(self, timeout: float = 30.0) -> Any:
         return self._future.result(timeout)
 
     def done(self) -> bool:
@@ -108,7 +121,7 @@ class _GreenletCall:
 
         self._g = gevent.spawn(fn, *args, **kw)
 
-    def result(self, timeout: float) -> Any:
+    def result(self, timeout: float = 30.0) -> Any:
         import gevent
 
         try:
@@ -120,12 +133,20 @@ class _GreenletCall:
         return self._g.ready()
 
 
+Call = tuple[Any, Any] | tuple[Any, Any, dict[str, Any]]
+
+
+def _unpack(call: Call) -> tuple[Any, Any, dict[str, Any]]:
+    """``(pattern, data)`` or ``(pattern, data, kw)``."""
+    return (call[0], call[1], call[2] if len(call) > 2 else {})  # type: ignore[misc]
+
+
 # ---------------------------------------------------------------------------------------
 # clients
 
 
 class Client:
-    """Sync facade for a sync binding's client (threads, gevent): pass-through."""
+    """A sync binding's client (threads, gevent): calls pass straight through."""
 
     def __init__(self, binding: Binding, client: Any, statuses: list[Any]) -> None:
         self.binding = binding
@@ -161,29 +182,39 @@ class Client:
         """Close from another thread (greenlet on gevent) than the one that connected."""
         self.binding.spawn(self.raw.close).result(10)
 
-    def concurrent_sends(self, calls: list[tuple[Any, Any, dict]], timeout: float = 30) -> list[tuple[str, Any]]:
-        """Run every (pattern, data, kw) at once; [("ok", value) | ("err", exc)] in order."""
+    def send_many(self, calls: Sequence[Call], timeout: float = 30.0) -> list[Any]:
+        """Every call in flight at once; each result, in order, is the value or the
+        exception raised. A call given as ``(pattern, data, kw)`` passes ``kw`` to send."""
+        results: list[Any] = [cf.TimeoutError("not done")] * len(calls)
 
-        def one(call: tuple[Any, Any, dict]) -> tuple[str, Any]:
-            pattern, data, kw = call
+        def one(i: int, call: Call) -> None:
+            pattern, data, kw = _unpack(call)
             try:
-                return ("ok", self.send(pattern, data, **kw))
+                results[i] = self.send(pattern, data, **kw)
             except Exception as exc:
-                return ("err", exc)
+                results[i] = exc
 
         if self.binding.name == "gevent":
             import gevent
 
-            greenlets = [gevent.spawn(one, c) for c in calls]
-            gevent.joinall(greenlets, timeout=timeout)
-            return [g.value if g.ready() else ("err", cf.TimeoutError("not done")) for g in greenlets]
-        with cf.ThreadPoolExecutor(max_workers=min(50, len(calls))) as pool:
-            futures = [pool.submit(one, c) for c in calls]
-            return [f.result(timeout) for f in futures]
+            gevent.joinall([gevent.spawn(one, i, c) for i, c in enumerate(calls)], timeout=timeout)
+            return results
+        old = threading.stack_size()
+        threading.stack_size(256 * 1024)  # a thread per call: a thousand of them fit
+        try:
+            threads = [threading.Thread(target=one, args=(i, c), daemon=True) for i, c in enumerate(calls)]
+            for t in threads:
+                t.start()
+        finally:
+            threading.stack_size(old)
+        deadline = time.monotonic() + timeout
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return results
 
 
 class AnyioClient(Client):
-    """Sync facade for an anyio client, through a blocking portal."""
+    """An anyio client, called through the binding's blocking portal."""
 
     def __init__(self, binding: AnyioBinding, client: Any, statuses: list[Any]) -> None:
         super().__init__(binding, client, statuses)
@@ -214,12 +245,9 @@ class AnyioClient(Client):
                         finished = True
                         return
                     yield value
-            except BaseException:
-                finished = finished or False
-                raise
             finally:
-                # An early ``break`` in ``async for`` inside ``aclosing`` / a task is what
-                # finalizes an async iterator; do the same when the sync loop stops early.
+                # Leaving ``async for`` early (in ``aclosing`` or a task) finalizes an
+                # async iterator; do the same when the sync loop stops early.
                 aclose = getattr(ait, "aclose", None)
                 if not finished and aclose is not None:
                     with contextlib.suppress(Exception):
@@ -240,27 +268,28 @@ class AnyioClient(Client):
         """``await client.aclose()`` from another task than the one that connected."""
         self.portal.call(self.raw.aclose)
 
-    def concurrent_sends(self, calls: list[tuple[Any, Any, dict]], timeout: float = 30) -> list[tuple[str, Any]]:
+    def send_many(self, calls: Sequence[Call], timeout: float = 30.0) -> list[Any]:
         import anyio
 
         raw = self.raw
 
-        async def main() -> list[tuple[str, Any]]:
-            results: list[Any] = [("err", cf.TimeoutError("not done"))] * len(calls)
+        async def many() -> list[Any]:
+            results: list[Any] = [cf.TimeoutError("not done")] * len(calls)
 
-            async def one(i: int, pattern: Any, data: Any, kw: dict) -> None:
+            async def one(i: int, call: Call) -> None:
+                pattern, data, kw = _unpack(call)
                 try:
-                    results[i] = ("ok", await raw.send(pattern, data, **kw))
+                    results[i] = await raw.send(pattern, data, **kw)
                 except Exception as exc:
-                    results[i] = ("err", exc)
+                    results[i] = exc
 
             with anyio.move_on_after(timeout):
                 async with anyio.create_task_group() as tg:
-                    for i, (p, d, kw) in enumerate(calls):
-                        tg.start_soon(one, i, p, d, kw)
+                    for i, call in enumerate(calls):
+                        tg.start_soon(one, i, call)
             return results
 
-        return self.portal.call(main)
+        return self.portal.call(many)
 
 
 # ---------------------------------------------------------------------------------------
@@ -289,28 +318,27 @@ class Server:
 
 
 class Binding:
-    name: str
+    """threads (and any module with the sync shape of ``tcpmsg_threads``)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, module: ModuleType | None = None, router: RouterFactory | None = None) -> None:
         self.name = name
-        self.mod = importlib.import_module(MODULES[name])
-        self._router: Any = None
-
-    # handlers -------------------------------------------------------------------------
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+        self.mod = module if module is not None else importlib.import_module(MODULES[name])
+        self._make_router = router
 
     def router(self) -> Any:
-        if self._router is None:
-            self._router = conformance_router.build_router()
-        return self._router
+        """A fresh router of the suite (its handlers' state starts empty)."""
+        if self._make_router is None:
+            raise RuntimeError("make_binding(..., router=factory) gives serve() its default router")
+        return self._make_router(self)
 
-    # background -------------------------------------------------------------------------
+    # waiting and background ------------------------------------------------------------
 
     def call_soon(self, fn: Callable[[], Any]) -> Any:
         """``fn()`` where the binding's objects live (the event loop for anyio)."""
         return fn()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
     def spawn(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         return _ThreadCall(fn, *args, **kw)
@@ -330,7 +358,7 @@ class Binding:
 
     # clients ----------------------------------------------------------------------------
 
-    def _client_kwargs(self, port: int | None, kw: dict) -> tuple[list[Any], dict]:
+    def _client_kwargs(self, port: int | None, kw: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         statuses: list[Any] = []
         kw = dict(kw)
         user_cb = kw.pop("on_status", None)
@@ -346,12 +374,12 @@ class Binding:
         kw["on_status"] = on_status
         return statuses, kw
 
-    def client(self, port: int, **kw: Any) -> Client:
+    def client(self, port: int | None, **kw: Any) -> Client:
         statuses, kw = self._client_kwargs(port, kw)
         return Client(self, self.mod.connect(**kw), statuses)
 
     @contextlib.contextmanager
-    def connect(self, port: int, **kw: Any) -> Iterator[Client]:
+    def connect(self, port: int | None, **kw: Any) -> Iterator[Client]:
         statuses, kw = self._client_kwargs(port, kw)
         with self.mod.connect(**kw) as raw:
             yield Client(self, raw, statuses)
@@ -449,8 +477,8 @@ class GeventBinding(Binding):
 
 
 class AnyioBinding(Binding):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, module: ModuleType | None = None, router: RouterFactory | None = None) -> None:
+        super().__init__(name, module, router)
         from anyio.from_thread import start_blocking_portal
 
         self.backend = name.split("-", 1)[1]
@@ -471,7 +499,7 @@ class AnyioBinding(Binding):
         except RuntimeError:
             from anyio.from_thread import start_blocking_portal
 
-            print(f"tcpmsg conformance: the {self.backend} portal had stopped; restarted it")
+            print(f"tcpmsg facade: the {self.backend} portal had stopped; restarted it")
             self._portal_cm = start_blocking_portal(self.backend)
             self.portal = self._portal_cm.__enter__()
 
@@ -529,7 +557,7 @@ class AnyioBinding(Binding):
 
         return obj, close
 
-    def client(self, port: int, **kw: Any) -> Client:
+    def client(self, port: int | None, **kw: Any) -> Client:
         statuses, kw = self._client_kwargs(port, kw)
         facade: dict[str, Any] = {}
 
@@ -547,7 +575,7 @@ class AnyioBinding(Binding):
         return c
 
     @contextlib.contextmanager
-    def connect(self, port: int, **kw: Any) -> Iterator[Client]:
+    def connect(self, port: int | None, **kw: Any) -> Iterator[Client]:
         statuses, kw = self._client_kwargs(port, kw)
         raw, close = self._owned(lambda: self.mod.connect(**kw), "__aenter__", "aclose")
         c = AnyioClient(self, raw, statuses)
@@ -578,11 +606,12 @@ def _as_async(fn: Callable[[], Any]) -> Callable[[], Any]:
     return call
 
 
-def make_binding(name: str) -> Binding:
+def make_binding(name: str, *, router: RouterFactory | None = None) -> Binding:
+    """The facade of binding ``name``; ``router(binding)`` makes the default router."""
     if name not in BINDINGS:
-        raise ValueError(f"TCPMSG_BINDING must be one of {BINDINGS}, not {name!r}")
+        raise ValueError(f"the binding must be one of {BINDINGS}, not {name!r}")
     if name.startswith("anyio"):
-        return AnyioBinding(name)
+        return AnyioBinding(name, router=router)
     if name == "gevent":
-        return GeventBinding(name)
-    return Binding(name)
+        return GeventBinding(name, router=router)
+    return Binding(name, router=router)
