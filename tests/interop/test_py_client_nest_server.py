@@ -339,7 +339,7 @@ def test_server_restart(binding: Binding, nest_server: nest.NestServer) -> None:
             assert c.send("echo", 1) == 1
             assert c.status == st.ConnectionStatus.CONNECTED
             pending = binding.spawn(c.send, "slow", {"ms": 5000})
-            time.sleep(0.3)
+            binding.sleep(0.3)  # on gevent: lets the call's greenlet send it
             srv.restart()
             with pytest.raises(st.ConnectionClosedError):
                 pending.result(timeout=20)
@@ -396,11 +396,7 @@ def test_server_gone_then_back(binding: Binding, nest_server: nest.NestServer) -
             srv.proc.kill()  # our own child, by pid
             srv.proc.wait(5)
             srv.proc = None
-            time.sleep(0.2)
-            if binding.name == "gevent":
-                import gevent
-
-                gevent.sleep(0.1)
+            binding.sleep(0.3)  # on gevent: lets the client's reader see the end
             with pytest.raises((OSError, st.ConnectionClosedError)):
                 c.send("echo", 2)
             srv.start(port)
