@@ -311,7 +311,7 @@ def test_mutual_tls_refuses_client_without_cert(
 
 
 def test_nest_tls_client_to_plain_server_is_logged(
-    py_server: ServerHandle, major: int, certs: Certs, caplog: pytest.LogCaptureFixture
+    py_server: Server, major: int, certs: Certs, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A NestJS client with tlsOptions reaching a server without TLS: the server says so."""
     caplog.set_level(logging.WARNING, logger="tcpmsg")

@@ -307,20 +307,20 @@ def test_mutual_tls_refuses_client_without_cert(
             c.send("echo", "no cert")
 
 
-def test_plain_client_to_nest_tls_server_names_tls(binding: Driver, nest_tls_server: nest.NestServer) -> None:
+def test_plain_client_to_nest_tls_server_names_tls(binding: Binding, nest_tls_server: nest.NestServer) -> None:
     """What a NestJS TLS server does to a client without TLS (a reset, or an alert) is
     reported as TLS, with the fix."""
-    with binding.client(nest_tls_server.port, timeout=10) as c:
+    with binding.connect(nest_tls_server.port, timeout=10) as c:
         with pytest.raises(st.ConnectionClosedError) as info:
             c.send("echo", 1)
     assert "TLS" in str(info.value) and "tls=ssl.create_default_context()" in str(info.value)
 
 
 def test_tls_client_to_nest_plain_server_says_it_may_not_speak_tls(
-    binding: Driver, nest_server: nest.NestServer, certs: Certs
+    binding: Binding, nest_server: nest.NestServer, certs: Certs
 ) -> None:
     with pytest.raises(OSError) as info:
-        with binding.client(nest_server.port, tls=certs.client_context(), timeout=10) as c:
+        with binding.connect(nest_server.port, tls=certs.client_context(), timeout=10) as c:
             c.send("echo", 1)
     assert f"TLS handshake with 127.0.0.1:{nest_server.port} failed" in str(info.value), info.value
 
