@@ -32,5 +32,8 @@ class Server(tcpmsg_sync.Server):
 
 
 connect = Client
+"""``connect(host, port, ...)``: a :class:`Client`; ``with`` it to connect and close."""
 serve = Server
+"""``serve(router, host, port, ...)``: a :class:`Server`; ``with`` it to serve."""
 run = tcpmsg_sync.runner(Server)
+"""``run(router, host, port, ...)``, with :class:`Server`'s parameters: serve until Ctrl-C."""
