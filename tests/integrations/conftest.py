@@ -1,8 +1,8 @@
 """Fixtures of the integrations' tests (tcpmsg_pydantic, tcpmsg_otel, tcpmsg_prometheus,
-recipes): every binding in one process through the interop suite's drivers, and real
-NestJS 12 peers through its ``nest`` module.
+recipes): every binding in one process through the shared test facade
+(``tests/facade.py``), and real NestJS 12 peers through the interop suite's ``nest`` module.
 
-- ``binding``: a driver per binding (threads, gevent, anyio-asyncio, anyio-trio);
+- ``binding``: a facade per binding (threads, gevent, anyio-asyncio, anyio-trio);
 - ``node_ready``: NestJS 12 installed (skipped without node, a failure under ``CI=true``).
 """
 
@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "interop"))
-import drivers  # noqa: E402
+sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "interop")]
+import facade  # noqa: E402
 import nest  # noqa: E402
 
 CI = os.environ.get("CI", "").lower() == "true"
@@ -46,20 +45,31 @@ def node_ready() -> None:
         _skip_or_fail(f"NestJS 12 install failed: {exc}")
 
 
+_bindings: dict[str, facade.Binding] = {}
+
+
+def get_binding(name: str) -> facade.Binding:
+    """The facade of binding ``name``, one per session (skipped when it cannot run here)."""
+    if name not in _bindings:
+        why = facade.available(name)
+        if why:
+            _skip_or_fail(f"binding {name}: {why}")
+        _bindings[name] = facade.make_binding(name)
+    return _bindings[name]
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _shutdown_drivers() -> Iterator[None]:
+def _shutdown_bindings() -> Iterator[None]:
     yield
-    drivers.shutdown_all()
+    for b in _bindings.values():
+        b.shutdown()
+    _bindings.clear()
 
 
-@pytest.fixture(scope="session", params=drivers.BINDINGS)
-def binding(request: pytest.FixtureRequest) -> drivers.Driver:
-    try:
-        return drivers.get_driver(request.param)
-    except ImportError as exc:
-        _skip_or_fail(f"binding {request.param} not importable: {exc}")
-        raise
+@pytest.fixture(scope="session", params=["threads", "gevent", "anyio-asyncio", "anyio-trio"])
+def binding(request: pytest.FixtureRequest) -> facade.Binding:
+    return get_binding(request.param)
 
 
-def is_async(binding: drivers.Driver) -> bool:
+def is_async(binding: facade.Binding) -> bool:
     return binding.name.startswith("anyio")

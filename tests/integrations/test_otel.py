@@ -11,7 +11,7 @@ import nest
 import pytest
 import tcpmsg_otel
 from conftest import is_async
-from drivers import Driver
+from facade import Binding
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -146,12 +146,12 @@ def test_inject_keeps_the_calls_metadata(provider: TracerProvider) -> None:
     assert other["metadata"] == "opaque"
 
 
-def test_every_binding(binding: Driver, provider: TracerProvider, exporter: InMemorySpanExporter) -> None:
+def test_every_binding(binding: Binding, provider: TracerProvider, exporter: InMemorySpanExporter) -> None:
     """Our client injects (``on_dispatch=inject``) inside a span; our server's spans are
     its children."""
     tracer = provider.get_tracer("test")
     router = traced_router(provider, is_async(binding))
-    with binding.server(router) as srv, binding.client(srv.port, on_dispatch=tcpmsg_otel.inject) as client:
+    with binding.serve(router) as srv, binding.connect(srv.port, on_dispatch=tcpmsg_otel.inject) as client:
         holder: dict[str, Any] = {}
 
         def call(kind: str, pattern: Any, data: Any) -> Any:
@@ -166,6 +166,8 @@ def test_every_binding(binding: Driver, provider: TracerProvider, exporter: InMe
                 return client.portal.call(traced)
             with tracer.start_as_current_span("caller") as span:
                 holder["parent"] = span.get_span_context()
+                if kind == "stream":
+                    return list(client.stream(pattern, data))
                 return getattr(client, kind)(pattern, data)
 
         check_server_spans(exporter, _Parent(holder), call)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from conftest import is_async
-from drivers import Driver
+from facade import Binding
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from tcpmsg_prometheus import Metrics
@@ -73,18 +73,18 @@ def test_test_client_counts_requests_errors_streams_and_events() -> None:
     assert value(s, "tcpmsg_server_in_flight", route="count", kind="request") == 0
 
 
-def test_every_binding_server_and_client(binding: Driver) -> None:
+def test_every_binding_server_and_client(binding: Binding) -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry=registry)
-    with binding.server(measured_router(metrics, is_async(binding))) as srv:
+    with binding.serve(measured_router(metrics, is_async(binding))) as srv:
         metrics.track(srv.raw)
-        with binding.client(srv.port) as client:
+        with binding.connect(srv.port) as client:
             client.raw = metrics.client(client.raw)
             for _ in range(3):
                 assert client.send({"cmd": "sum"}, [1, 2]) == 3
             with pytest.raises(RemoteError):
                 client.send("fail", None)
-            assert client.stream("count", 2) == [0, 1]
+            assert list(client.stream("count", 2)) == [0, 1]
             client.emit("noted", 1)
             deadline = time.monotonic() + 5  # the event's handler ends after emit returns
             while value(scrape(registry), "tcpmsg_server_requests_total", route="noted", kind="event") < 1:

@@ -14,7 +14,7 @@ import pydantic
 import pytest
 import typed_service
 from conftest import is_async
-from drivers import Driver
+from facade import Binding
 from tcpmsg_pydantic import TypedRouter, typed, typed_client
 from typed_service import Color, Order, Point
 
@@ -164,17 +164,17 @@ def test_annotations_pydantic_cannot_use_are_refused_at_registration() -> None:
 # -- every binding ---------------------------------------------------------------------
 
 
-def test_typed_service_and_typed_client_on_every_binding(binding: Driver) -> None:
+def test_typed_service_and_typed_client_on_every_binding(binding: Binding) -> None:
     router = typed_service.build(is_async(binding))
-    with binding.server(router) as srv, binding.client(srv.port) as client:
-        check_service(client.send, client.stream)
+    with binding.serve(router) as srv, binding.connect(srv.port) as client:
+        check_service(client.send, lambda pattern, data: list(client.stream(pattern, data)))
         client.raw = typed_client(client.raw)
         order = Order.model_validate(ORDER)
         back = client.send("order", order, result_type=Order)
         assert isinstance(back, Order) and back.id == 2 and back.ref == uuid.UUID(int=1)
         assert client.send("point", Point(5, 6), result_type=dict[str, Any])["point"] == {"x": 5, "y": 6}
-        assert client.stream("points", 2, result_type=Point) == [Point(0, 0), Point(1, 2)]
-        assert client.stream("colors", 2, result_type=Color) == [Color.RED, Color.BLUE]
+        assert list(client.stream("points", 2, result_type=Point)) == [Point(0, 0), Point(1, 2)]
+        assert list(client.stream("colors", 2, result_type=Color)) == [Color.RED, Color.BLUE]
         assert client.send("later", datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
                            result_type=datetime.datetime) == datetime.datetime(
             2026, 1, 1, 1, tzinfo=datetime.timezone.utc)
@@ -188,10 +188,10 @@ def test_typed_service_and_typed_client_on_every_binding(binding: Driver) -> Non
 
 @pytest.fixture(scope="module", params=["threads", "anyio-asyncio"])
 def served(request: pytest.FixtureRequest, node_ready: None) -> Iterator[Any]:
-    import drivers
+    from conftest import get_binding
 
-    binding = drivers.get_driver(request.param)
-    with binding.server(typed_service.build(is_async(binding))) as srv, nest.NestClient(12, srv.port) as cli:
+    binding = get_binding(request.param)
+    with binding.serve(typed_service.build(is_async(binding))) as srv, nest.NestClient(12, srv.port) as cli:
         yield cli
 
 
