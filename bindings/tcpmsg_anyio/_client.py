@@ -203,6 +203,7 @@ class Client:
         backoff_max: float = 5.0,
         resolver: Callable[[str, int], Sequence[str]] | None = None,
         keepalive: Keepalive | bool | None = True,
+        lazy: bool = False,
     ) -> None:
         # The pool's options (endpoints ... resolver) made a PooledClient in __new__
         # unless they are all at their defaults: one connection has no use for them.
@@ -220,6 +221,7 @@ class Client:
         self.on_status = on_status
         self.on_dispatch = on_dispatch
         self.keepalive = keepalive
+        self.lazy = lazy
         self._sockopts = keepalive_options(keepalive)
         self._status = ConnectionStatus.DISCONNECTED
         self._listeners: set[_Mailbox] = set()
@@ -265,19 +267,24 @@ class Client:
     # -- connecting -------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the connection now (it is otherwise opened by the first call)."""
+        """Open the connection now (``async with`` does it), or raise ``OSError``; with
+        ``lazy=True``, only get ready (the client's task group): the first call opens
+        it. Calls need one or the other first; a lost connection is reopened by the
+        next call either way."""
         self._closed = False
         if self._tg is None:
             tg = anyio.create_task_group()
             await tg.__aenter__()
             self._tg = tg
+            if self.lazy:
+                return
             try:
                 await self._ensure()
             except BaseException:
                 self._tg = None
                 await tg.__aexit__(None, None, None)  # no child yet; re-raise unwrapped
                 raise
-        else:
+        elif not self.lazy:
             await self._ensure()
 
     async def _open(self, link: _ClientLink) -> None:

@@ -88,6 +88,7 @@ class PooledClient:
         connect_timeout: float = 10.0,
         retry_delay: float = 0.1,
         retries: int = 0,
+        lazy: bool = False,
         **options: Any,
     ) -> None:
         unknown = set(options) - set(inspect.signature(member).parameters)
@@ -97,6 +98,7 @@ class PooledClient:
         self._options = dict(options, timeout=timeout, connect_timeout=connect_timeout)
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.on_status = on_status
+        self.lazy = lazy  # the pool's own: its connections are opened in the background
         self._resolver = resolver
         # Time 0 is "due now": names and first connects happen at connect().
         self._new_balancer = functools.partial(
@@ -145,7 +147,8 @@ class PooledClient:
         await self.aclose()
 
     async def connect(self) -> None:
-        """Start connecting to every endpoint; return once one connection is live.
+        """Start connecting to every endpoint; return once one connection is live (with
+        ``lazy=True``, at once: connections are made in the background meanwhile).
 
         Raises ``ConnectionClosedError`` (an ``OSError``) naming every endpoint if each
         one failed its first attempt (and stops trying: ``connect()`` again starts over).
@@ -161,6 +164,8 @@ class PooledClient:
             self._changed, self._wake = anyio.Event(), anyio.Event()
             self._carry(self._feed(None))
             tg.start_soon(self._keep)
+        if self.lazy:  # calls wait for a connection (or fail) as they do after a loss
+            return
         try:
             conn = await self._pick(None, None)
         except BaseException:

@@ -145,6 +145,7 @@ class Client:
         backoff_max: float = 5.0,
         resolver: Callable[[str, int], Sequence[str]] | None = None,
         keepalive: Keepalive | bool | None = True,
+        lazy: bool = False,
     ) -> None:
         # The pool's options (endpoints ... resolver) made a PooledClient in __new__
         # unless they are all at their defaults: one connection has no use for them.
@@ -155,6 +156,7 @@ class Client:
         self.limits, self.codec, self.on_status = limits, codec, on_status
         self.on_dispatch = on_dispatch
         self.keepalive = keepalive
+        self.lazy = lazy
         self._sockopts = keepalive_options(keepalive)
         backend = self._b = self.backend
         self._lock = backend.lock()  # around every core call
@@ -180,8 +182,11 @@ class Client:
         self.close()
 
     def connect(self) -> None:
-        """Open the connection now (calls open it lazily otherwise); raises ``OSError``."""
-        self._open()
+        """Open the connection now (``with`` does it), or raise ``OSError``; with
+        ``lazy=True``, open nothing: the first call will. A call on a connection that is
+        not open, or was lost, opens it first either way."""
+        if not self.lazy:
+            self._open()
 
     def close(self) -> None:
         """Close the connection; every pending call fails with ``ConnectionClosedError``."""

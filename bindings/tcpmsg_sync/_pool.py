@@ -70,6 +70,7 @@ class PooledClient:
         connect_timeout: float | None = 10.0,
         retry_delay: float = 0.1,
         retries: int = 0,
+        lazy: bool = False,
         **options: Any,
     ) -> None:
         unknown = set(options) - set(inspect.signature(member).parameters)
@@ -80,6 +81,7 @@ class PooledClient:
         self._options = dict(options, timeout=timeout, connect_timeout=connect_timeout)
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.on_status = on_status
+        self.lazy = lazy  # the pool's own: its connections are opened in the background
         self._resolve = resolver or b.resolve
         self._new_balancer = functools.partial(
             Balancer, targets, pool_size=pool_size, strategy=balance,
@@ -119,7 +121,8 @@ class PooledClient:
         self.close()
 
     def connect(self) -> None:
-        """Start connecting to every endpoint; return once one connection is live.
+        """Start connecting to every endpoint; return once one connection is live (with
+        ``lazy=True``, at once: connections are made in the background meanwhile).
 
         Raises ``ConnectionClosedError`` (an ``OSError``) naming every endpoint if each
         one failed its first attempt (and stops trying: ``connect()`` again starts over).
@@ -131,6 +134,8 @@ class PooledClient:
             actions = self._feed(None)
             self._keeper = self._b.spawn(self._keep)
             self._carry(actions)
+        if self.lazy:  # calls wait for a connection (or fail) as they do after a loss
+            return
         try:
             conn = self._pick(None, None)
         except BaseException:
