@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import tcpmsg_threads
-from drivers import Driver
+from facade import Binding
 
 from sansio_tcpmsg import ConnectionStatus, Router
 
@@ -28,25 +28,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pause(binding: Driver, seconds: float) -> None:
-    """A wait that lets the client's background work run (on gevent, in this hub)."""
-    if binding.name == "gevent":
-        import gevent
-
-        gevent.sleep(seconds)
-    else:
-        time.sleep(seconds)
-
-
-def test_eager_is_the_default(binding: Driver) -> None:
+def test_eager_is_the_default(binding: Binding) -> None:
     with pytest.raises(OSError):
-        with binding.client(free_port()):
+        with binding.connect(free_port()):
             pass
 
 
-def test_lazy_starts_while_the_backend_is_down(binding: Driver) -> None:
+def test_lazy_starts_while_the_backend_is_down(binding: Binding) -> None:
     port = free_port()
-    with binding.client(port, lazy=True) as client:
+    with binding.connect(port, lazy=True) as client:
         assert client.status is ConnectionStatus.DISCONNECTED
         with pytest.raises(OSError):
             client.send("echo", 1)
@@ -55,9 +45,9 @@ def test_lazy_starts_while_the_backend_is_down(binding: Driver) -> None:
             assert client.status is ConnectionStatus.CONNECTED
 
 
-def test_lazy_pool_connects_in_the_background(binding: Driver) -> None:
+def test_lazy_pool_connects_in_the_background(binding: Binding) -> None:
     port = free_port()
-    with binding.client(port, lazy=True, pool_size=2, backoff_max=0.1, retry_delay=0.05) as client:
+    with binding.connect(port, lazy=True, pool_size=2, backoff_max=0.1, retry_delay=0.05) as client:
         with pytest.raises(OSError):
             client.send("echo", 1)
         with tcpmsg_threads.serve(router, "127.0.0.1", port):
@@ -68,4 +58,4 @@ def test_lazy_pool_connects_in_the_background(binding: Driver) -> None:
                     break
                 except OSError:
                     assert time.monotonic() < deadline
-                    pause(binding, 0.05)
+                    binding.sleep(0.05)
