@@ -126,7 +126,8 @@ def _foreign_message(head: bytes, peer: str, protocol: str | None, reason: objec
                 "not an HTTP server")
     if protocol == "PROXY protocol header":
         return (f"the {peer} sent a PROXY protocol header: {what}; a load balancer sends it "
-                "(send-proxy): accept it on this server, or turn it off on the balancer")
+                "(send-proxy): serve with proxy_protocol=True (tcpmsg serve --proxy-protocol), "
+                "or turn it off on the balancer")
     return f"the {peer} is not a NestJS TCP peer: {what}"
 
 
