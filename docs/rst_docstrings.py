@@ -1,8 +1,10 @@
-"""A griffe extension for the docs site: Sphinx roles in docstrings become links.
+"""A griffe extension for the docs site: the reStructuredText in docstrings, as Markdown.
 
 The docstrings are read by ``help()`` as much as by the site, so they keep the Sphinx
-spelling (:class:`Server`). Markdown would show the role itself; this turns each one into
-an optional cross-reference, a link when the site documents the target, code otherwise.
+spelling: roles (:class:`Server`) and literal blocks announced by ``::``. Markdown would
+show both as written; this turns each role into an optional cross-reference (a link when
+the site documents the target, code otherwise) and ``text::`` into ``text:`` (the indented
+block after it is a code block in Markdown too).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import griffe
 
 _ROLE = re.compile(r":(?:class|func|meth|attr|mod|exc|data|obj):`(~?)([\w.]+)(\(\))?`")
+_LITERAL = re.compile(r"(?<=\S)::(?=\n\n)")
 
 
 def _target(obj: griffe.Object, name: str) -> str:
@@ -31,17 +34,14 @@ def _link(obj: griffe.Object, match: re.Match[str]) -> str:
     return f'<autoref identifier="{_target(obj, name)}" optional><code>{title}</code></autoref>'
 
 
-class SphinxRoles(griffe.Extension):
-    """Rewrites the roles of every docstring of a package once it is loaded."""
+class RstDocstrings(griffe.Extension):
+    """Rewrites every docstring of a package once it is loaded."""
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
-        seen: set[int] = set()
         todo: list[griffe.Object] = [pkg]
-        while todo:
+        while todo:  # the objects defined in the package: a tree (aliases are left out)
             obj = todo.pop()
-            if id(obj) in seen:
-                continue
-            seen.add(id(obj))
             if obj.docstring is not None:
-                obj.docstring.value = _ROLE.sub(lambda m, o=obj: _link(o, m), obj.docstring.value)
+                text = _ROLE.sub(lambda m, o=obj: _link(o, m), obj.docstring.value)
+                obj.docstring.value = _LITERAL.sub(":", text)
             todo.extend(m for m in obj.members.values() if not m.is_alias)
