@@ -24,6 +24,8 @@ from .patterns import normalize_pattern
 
 __all__ = ["ClientConnection", "DispatchHook"]
 
+_SEND_CAP_PASSED = "the connection closed: more than max_send_buffer_size queued for a server that does not read"
+
 DispatchHook = Callable[[dict[str, Any]], object]
 """``hook(packet)``, called with every request and event before it is written, as NestJS
 12's ``ClientProxy#setOnDispatchHook``: ``packet`` is ``{"pattern": ..., "data": ...}``
@@ -105,6 +107,8 @@ class ClientConnection(Connection):
         self._next_id += 1
         request_id = str(self._next_id)
         self._queue(request_packet(pattern, data, request_id, metadata))
+        if self.closed:  # the request passed the send cap
+            raise ConnectionClosedError(_SEND_CAP_PASSED)
         self._pending[request_id] = _Pending(stream, deadline, pattern, timeout)
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, request_id))
@@ -119,6 +123,8 @@ class ClientConnection(Connection):
         if self.on_dispatch is not None:
             metadata = _dispatched(self.on_dispatch, pattern, data, metadata)
         self._queue(event_packet(normalize_pattern(pattern), data, metadata))
+        if self.closed:
+            raise ConnectionClosedError(_SEND_CAP_PASSED)
 
     def cancel(self, request_id: str) -> None:
         """Stop waiting for a request locally; replies that still come are dropped."""

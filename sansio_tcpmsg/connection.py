@@ -8,6 +8,7 @@ closes the socket once ``closed`` is true and the last bytes are written.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -43,12 +44,15 @@ class Connection(ABC):
         self.codec = codec or _DEFAULT_CODEC
         self._decoder = FrameDecoder(self.limits.max_buffer_size, self.limits.max_prefix_digits)
         self._outbound: list[bytes] = []
+        #: How many bytes are queued and not yet taken by ``data_to_send`` (read only).
+        self.bytes_to_send = 0
         self._events: list[Event] = []
         self._frame_deadline: float | None = None
         self._send_buffered = 0
         # The peer's first bytes, kept until its first frame is read: if they break the
         # framing, they say which protocol the peer speaks instead (TLS, HTTP, ...).
         self._head: bytes | None = b""
+        self._send_cap = self.limits.max_send_buffer_size or math.inf
         self.closed = False
 
     # -- bytes in ---------------------------------------------------------------------
@@ -65,6 +69,8 @@ class Connection(ABC):
             if texts and head is not None:
                 self._head = None  # a frame: the peer speaks our protocol
             for text in texts:
+                if self.closed:  # a reply to an earlier frame passed the send cap
+                    return
                 try:
                     obj = self.codec.loads(text)
                 except ValueError:
@@ -87,9 +93,11 @@ class Connection(ABC):
     # -- bytes out --------------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        """Everything queued for the peer since the last call; the binding writes it."""
+        """Everything queued for the peer since the last call; the binding writes it,
+        then says with ``note_send_buffer`` how much its socket still holds."""
         out = b"".join(self._outbound)
         self._outbound.clear()
+        self.bytes_to_send = 0
         return out
 
     def _queue(self, packet: dict[str, Any]) -> None:
@@ -97,18 +105,32 @@ class Connection(ABC):
             text = self.codec.dumps(packet)
         except UnserializableError as exc:
             raise _unserializable(packet, exc) from None
-        self._outbound.append(encode_frame(text))
+        frame = encode_frame(text)
+        self._outbound.append(frame)
+        self.bytes_to_send += len(frame)
+        if self._send_buffered + self.bytes_to_send > self._send_cap:
+            self._check_send_buffer()
 
     # -- backpressure -----------------------------------------------------------------
 
     def note_send_buffer(self, size: int) -> None:
         """Tell the connection how many bytes the socket still holds for the peer.
 
-        Past ``Limits.max_send_buffer_size`` the peer is dropped as NestJS 12 drops it.
+        Once those and the bytes queued here pass ``Limits.max_send_buffer_size``, the
+        peer is dropped, as NestJS 12 destroys its socket: the connection fails with
+        :class:`SendBufferExceeded`, what is queued here is discarded and nothing more
+        is queued. So one connection never holds more than the cap, however many
+        replies its handlers produce before the binding next writes.
         """
         self._send_buffered = size
-        cap = self.limits.max_send_buffer_size
-        if cap and size > cap and not self.closed:
+        self._check_send_buffer()
+
+    def _check_send_buffer(self) -> None:
+        size = self._send_buffered + self.bytes_to_send
+        if size > self._send_cap and not self.closed:
+            self._outbound.clear()
+            self.bytes_to_send = 0
+            cap = self._send_cap
             self._fail(SendBufferExceeded(f"{size} bytes queued for a peer that does not read (limit {cap})"))
 
     @property

@@ -9,6 +9,7 @@ from typing import Any
 
 from .codec import Codec
 from .connection import Connection
+from .defaults import LOG
 from .errors import LocalProtocolError, ProxyHeaderError, RpcError, UnserializableError
 from .events import EventReceived, PacketDropped, RequestReceived
 from .handlers import Handlers, Stream, log, stream_of
@@ -208,6 +209,8 @@ class ServerConnection(Connection):
         if record is None:
             raise LocalProtocolError(f"request {request_id} is not waiting for a reply")
         self._queue(write(record[0], value))  # raises UnserializableError first
+        if self.closed:
+            return  # it passed the send cap: the peer is dropped, its requests forgotten
         if not final:
             record[3] += 1
             return
@@ -281,7 +284,7 @@ class ServerConnection(Connection):
         clock); events of a connection run one at a time."""
         failed, self._event_failed = self._event_failed, False
         if not event.handlers:
-            log.warning("no event handler for %r", event.context.route)
+            log.log(*LOG.NO_EVENT_HANDLER, event.context.route)
         if log.isEnabledFor(_DEBUG):
             outcome = "failed" if failed else f"handled by {len(event.handlers)}" if event.handlers else "no handler"
             _done("event", event.context, outcome, started, now)

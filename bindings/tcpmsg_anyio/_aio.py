@@ -13,11 +13,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, cast
 
-from ._link import FLUSH_TIMEOUT, Link
+from sansio_tcpmsg.defaults import CLOSE_TIMEOUT, FLUSH_TIMEOUT
+
+from ._link import Link
 
 __all__ = ["ProtocolCarrier"]
-
-_CLOSE_TIMEOUT = 1.0
 
 
 class ProtocolCarrier(asyncio.Protocol):
@@ -34,8 +34,6 @@ class ProtocolCarrier(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.queued = 0
         self._on_made = on_made
-        self._out: list[bytes] = []
-        self._out_size = 0
         self._holding = False
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -61,18 +59,11 @@ class ProtocolCarrier(asyncio.Protocol):
     def buffered(self) -> int:
         transport = self.transport
         if transport is None or self._lost.done():
-            return self._out_size
-        return self._out_size + transport.get_write_buffer_size()
+            return 0
+        return transport.get_write_buffer_size()
 
-    def write(self, data: bytes) -> None:
-        self._out.append(data)
-        self._out_size += len(data)
-        self.queued += len(data)
+    def want_write(self) -> None:
         if self._flush_handle is None and not self._holding:
-            self._flush_handle = self.loop.call_soon(self._flush)
-
-    def kick(self) -> None:
-        if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
 
     def arm(self, when: float) -> None:
@@ -94,11 +85,13 @@ class ProtocolCarrier(asyncio.Protocol):
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
-        self._flush()
+        if self.link is not None:
+            self._send()
+            self.link.release()
         transport = self.transport
         if transport is not None and not self._lost.done():
             transport.close()  # after the buffered bytes (and the TLS close) are sent
-            self._abort = self.loop.call_later(FLUSH_TIMEOUT + _CLOSE_TIMEOUT, transport.abort)
+            self._abort = self.loop.call_later(FLUSH_TIMEOUT + CLOSE_TIMEOUT, transport.abort)
 
     async def progress(self) -> None:
         waiter = self.loop.create_future()
@@ -123,24 +116,21 @@ class ProtocolCarrier(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_handle = None
-        link = self.link
-        assert link is not None
-        self._holding = True
-        try:
-            link.pump()  # what the core queued since the last pump, for one write
-        finally:
-            self._holding = False
-        out = self._out
-        if not out:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self._out_size = 0
+        if self._send() and self.link is not None:
+            self.link.report()  # the send buffer now: reading may resume
+
+    def _send(self) -> bool:
+        """Hand what the core queued to the transport in one write."""
+        assert self.link is not None
+        data = self.link.take()
+        if not data:
+            return False
+        self.queued += len(data)
         transport = self.transport
         if transport is not None and not self._lost.done():
             transport.write(data)
-        link.report()  # the send buffer now (the core may drop the peer)
         self._wake()
+        return True
 
     def _fire(self) -> None:
         self._timer = None
@@ -148,8 +138,7 @@ class ProtocolCarrier(asyncio.Protocol):
         try:
             self.link.tick()
         except Exception:
-            self.link.fail()
-            self.close()
+            self.link.fail()  # and close
 
     # -- asyncio.Protocol -----------------------------------------------------------
 
@@ -167,8 +156,7 @@ class ProtocolCarrier(asyncio.Protocol):
         try:
             link.feed(data)
         except Exception:
-            link.fail()
-            self.close()
+            link.fail()  # and close
         finally:
             self._holding = False
         # after the first step of the request tasks this read started
@@ -192,14 +180,12 @@ class ProtocolCarrier(asyncio.Protocol):
         for handle in (self._timer, self._flush_handle, self._abort):
             if handle is not None:
                 handle.cancel()
-        self._out.clear()
-        self._out_size = 0
         if not self._lost.done():
             self._lost.set_result(None)
         link = self.link
         if link is not None:
             link.finished = True
-            if not link.conn.closed:
-                link.eof()
+            link.release()
+            link.eof()
         self._closing = True
         self._wake()

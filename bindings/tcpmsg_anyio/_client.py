@@ -32,6 +32,7 @@ from sansio_tcpmsg import (
     StreamEnded,
     StreamItemReceived,
 )
+from sansio_tcpmsg.defaults import LOG, RETRY_DELAY_CAP
 from sansio_tcpmsg.diagnose import connect_error
 
 from ._aio import ProtocolCarrier
@@ -42,8 +43,6 @@ from ._pool import PooledClient, pooled
 __all__ = ["Client", "PooledClient", "connect"]
 
 logger = logging.getLogger("tcpmsg.client")
-
-_MAX_RETRY_DELAY = 2.0
 
 
 class _Unset(enum.Enum):
@@ -57,12 +56,12 @@ class _ClientLink(Link[ClientConnection]):
     def __init__(
         self, conn: ClientConnection, client: Client, loop: asyncio.AbstractEventLoop | None
     ) -> None:
-        super().__init__(conn, self._dispatch, loop=loop, pause_reading=False, log=logger)
+        super().__init__(conn, loop=loop, pause_reading=False, log=logger)
         self.client = client
         self.waiters: dict[str, _Mailbox] = {}
         self.futures: dict[str, asyncio.Future[Event]] = {}  # one reply each, on asyncio
 
-    def _dispatch(self, event: Event) -> None:
+    def on_event(self, event: Event) -> None:
         cls = type(event)
         if cls is ResponseReceived or cls is RemoteErrorReceived or cls is RequestTimedOut:
             future = self.futures.pop(event.request_id, None)  # type: ignore[attr-defined]
@@ -79,13 +78,20 @@ class _ClientLink(Link[ClientConnection]):
                 waiter.put(event)
             self.client._lost(self)
         elif isinstance(event, ProtocolErrorOccurred):
-            logger.warning("protocol error from the server: %s", event.error)
+            logger.log(*LOG.PROTOCOL_ERROR, (self.client.host, self.client.port), event.error)
         elif isinstance(event, PacketDropped):
-            logger.debug("dropped a packet: %s", event.reason)
+            logger.log(*LOG.PACKET_DROPPED, (self.client.host, self.client.port), event.reason)
         else:
             mailbox = self.waiters.get(getattr(event, "request_id", ""))
             if mailbox is not None:
                 mailbox.put(event)
+
+
+def _send_request(
+    conn: ClientConnection, pattern: Any, data: Any, deadline: Any, timeout: Any, metadata: Any, stream: bool
+) -> str:
+    """``conn.send_request`` with positional arguments, for ``Link.call``."""
+    return conn.send_request(pattern, data, deadline=deadline, timeout=timeout, metadata=metadata, stream=stream)
 
 
 def _outcome(event: Event) -> Any:
@@ -106,8 +112,9 @@ class _Call:
         link.waiters[request_id] = self.mailbox
 
     def close(self) -> None:
-        if self.link.waiters.pop(self.request_id, None) is not None:
-            self.link.conn.cancel(self.request_id)
+        link = self.link
+        if link.waiters.pop(self.request_id, None) is not None:
+            link.call(link.conn.cancel, self.request_id)
 
 
 class _StreamCall:
@@ -171,7 +178,8 @@ class Client:
     groups' (structured concurrency).
 
     ``timeout`` is the default per-call timeout (None waits forever); ``retries`` extra
-    connection attempts back off exponentially from ``retry_delay`` (capped at 2 s);
+    connection attempts back off exponentially from ``retry_delay`` (capped at
+    ``sansio_tcpmsg.defaults.RETRY_DELAY_CAP``, 2 s);
     ``tls`` is a client ``ssl.SSLContext`` (``server_hostname`` defaults to ``host``).
     """
 
@@ -321,9 +329,9 @@ class Client:
                                       timeout=self.connect_timeout)
                 if attempt == self.retries:
                     raise error from exc
-                logger.info("%s; retrying", error)
+                logger.log(*LOG.RETRYING, error)
                 await anyio.sleep(delay)
-                delay = min(delay * 2, _MAX_RETRY_DELAY)
+                delay = min(delay * 2, RETRY_DELAY_CAP)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _ensure(self) -> _ClientLink:
@@ -350,7 +358,7 @@ class Client:
                 raise
             link = self._link = new
             tg.start_soon(link.run)
-            logger.debug("connected to %s:%s", self.host, self.port)
+            logger.log(*LOG.CONNECTED, self.host, self.port)
             self._set_status(ConnectionStatus.CONNECTED)
             return link
 
@@ -374,12 +382,8 @@ class Client:
         if timeout is _UNSET:
             timeout = self.timeout
         deadline = None if timeout is None else link.time() + timeout
-        request_id = link.conn.send_request(
-            pattern, data, deadline=deadline, timeout=timeout, metadata=metadata, stream=stream
-        )
-        call = _Call(link, request_id)
-        link.carrier.kick()
-        return call
+        request_id = link.call(_send_request, link.conn, pattern, data, deadline, timeout, metadata, stream)
+        return _Call(link, request_id)
 
     async def send(
         self,
@@ -410,17 +414,14 @@ class Client:
         if timeout is _UNSET:
             timeout = self.timeout
         deadline = None if timeout is None else loop.time() + timeout
-        request_id = link.conn.send_request(
-            pattern, data, deadline=deadline, timeout=timeout, metadata=metadata
-        )
-        link.carrier.kick()
+        request_id = link.call(_send_request, link.conn, pattern, data, deadline, timeout, metadata, False)
         futures = link.futures
         future = futures[request_id] = loop.create_future()
         try:
             event = await future
         finally:
             if futures.pop(request_id, None) is not None:  # left before the reply
-                link.conn.cancel(request_id)
+                link.call(link.conn.cancel, request_id)
         if type(event) is ResponseReceived:
             return event.value
         return _outcome(event)
@@ -442,8 +443,8 @@ class Client:
     async def emit(self, pattern: Any, data: Any = None, *, metadata: Any = None) -> None:
         """Send an event (no reply); returns once the frame is handed to the socket."""
         link = await self._ensure()
-        link.conn.emit(pattern, data, metadata=metadata)
-        await link.wait_sent(link.pump())
+        link.call(lambda: link.conn.emit(pattern, data, metadata=metadata))
+        await link.wait_sent(link.carrier.queued + link.conn.bytes_to_send)
 
     # -- closing ----------------------------------------------------------------------
 
@@ -457,9 +458,7 @@ class Client:
         self._closed = True
         link = self._link
         if link is not None:
-            if not link.conn.closed:
-                link.conn.close()
-                link.pump()
+            link.call(link.conn.close)
             await link.done.wait()
         self._set_status(ConnectionStatus.DISCONNECTED)
         for listener in self._listeners:

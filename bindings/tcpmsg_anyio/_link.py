@@ -1,9 +1,16 @@
-"""One core connection and the carrier of its bytes: the pump, and the stream carrier.
+"""One core connection and the carrier of its bytes: the link, and the stream carrier.
 
-A :class:`Link` is everything above the bytes: it feeds the core what the carrier
-reads, writes what the core queues, re-arms the carrier's timer and hands the events
-on. A carrier is the small seam below it (see :class:`Carrier`): anyio byte streams
-here (trio, and any backend), an ``asyncio.Protocol`` in ``_aio`` (asyncio).
+A :class:`Link` is everything above the bytes. Every call into the core goes through
+:meth:`Link.call`, which runs one core method and then transmits what it asked for
+(as aioquic's protocol calls ``transmit()`` after every call into its connection):
+the events are handed on, a closed connection closes its carrier, the timer is
+re-armed, and the carrier is told that bytes wait. The carrier takes them
+(:meth:`Link.take`) when it writes: at once on a stream, once per loop iteration on
+asyncio, so the replies of one iteration leave in one write; until then they stay in
+the core, which refuses to queue past ``max_send_buffer_size``. A carrier is the small
+seam below (see :class:`Carrier`): anyio byte streams here (trio, and any backend), an
+``asyncio.Protocol`` in ``_aio`` (asyncio). A carrier never calls back into a
+transmit, so a transmit never re-enters itself.
 """
 
 from __future__ import annotations
@@ -13,19 +20,24 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import anyio
 from anyio.abc import ByteStream
 
 from sansio_tcpmsg import Connection, ConnectionClosedError, Event
+from sansio_tcpmsg.defaults import CLOSE_TIMEOUT, FLUSH_TIMEOUT
 
 __all__ = ["Carrier", "Link", "Mailbox", "StreamCarrier", "close_stream", "now"]
 
-C = TypeVar("C", bound=Connection)
+if TYPE_CHECKING:
+    from typing_extensions import TypeVarTuple, Unpack
 
-FLUSH_TIMEOUT = 2.0  # how long the last bytes may take once the connection is closed
-_CLOSE_TIMEOUT = 1.0  # how long a polite close (TLS) may take before the socket is reset
+    Ts = TypeVarTuple("Ts")
+
+C = TypeVar("C", bound=Connection)
+R = TypeVar("R")
+
 _STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
@@ -49,7 +61,7 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
 async def close_stream(stream: ByteStream) -> None:
     """Close ``stream`` within a bounded time, even while the caller is being cancelled."""
     with anyio.CancelScope(shield=True):
-        with anyio.move_on_after(_CLOSE_TIMEOUT):
+        with anyio.move_on_after(CLOSE_TIMEOUT):
             try:
                 await stream.aclose()
                 return
@@ -98,19 +110,20 @@ class Mailbox:
 
 
 class Carrier(Protocol):
-    """What a :class:`Link` needs from whatever carries its bytes."""
+    """What a :class:`Link` needs from whatever carries its bytes.
 
-    queued: int  # bytes ever handed to ``write``
+    None of these calls back into a transmit: the carrier reports what happened on the
+    socket (``feed``, ``eof``, ``tick``, ``report``) only from its own callbacks/tasks.
+    """
+
+    queued: int  # bytes ever taken from the core to be written
 
     @property
     def buffered(self) -> int:
-        """Bytes written and not yet handed to the operating system."""
+        """Bytes taken from the core and not yet handed to the operating system."""
 
-    def write(self, data: bytes) -> None:
-        """Queue bytes for the peer (never blocks)."""
-
-    def kick(self) -> None:
-        """The core has queued bytes: pump them out (now, or with the others of a batch)."""
+    def want_write(self) -> None:
+        """The core has bytes queued: ``link.take()`` them soon (never blocks)."""
 
     def arm(self, when: float) -> None:
         """Call ``link.tick()`` at ``when`` (loop time), replacing the armed time."""
@@ -119,7 +132,9 @@ class Carrier(Protocol):
         """Stop (or resume) reading from the peer."""
 
     def close(self) -> None:
-        """The connection is closed: write what is queued (within bounds), then close."""
+        """The connection is closed: write what is queued (within bounds), then close.
+
+        Called inside a transmit: it may ``take`` the last bytes, nothing else."""
 
     async def progress(self) -> None:
         """Wait until some queued bytes are written or the carrier is done."""
@@ -129,12 +144,11 @@ class Carrier(Protocol):
 
 
 class Link(Generic[C]):
-    """Carries bytes between a carrier and a core connection.
+    """Carries bytes between a carrier and a core connection (see the module's doc).
 
-    Every core call is followed by :meth:`pump`: queued bytes go to the carrier, the
-    send buffer size is reported to the core, the timer is re-armed (only when the
-    core's deadline moves earlier than the armed one) and the events are handed to
-    ``on_event``. The carrier calls :meth:`feed`, :meth:`eof` and :meth:`tick`.
+    Subclasses handle the events (:meth:`on_event`) and what waits while reading is
+    paused (:meth:`on_resume`). ``on_release`` is called once, when the carrier closes
+    the socket: from then on the peer may see the end.
     """
 
     carrier: Carrier
@@ -142,7 +156,6 @@ class Link(Generic[C]):
     def __init__(
         self,
         conn: C,
-        on_event: Callable[[Event], None],
         *,
         loop: asyncio.AbstractEventLoop | None,
         pause_reading: bool,
@@ -151,80 +164,109 @@ class Link(Generic[C]):
         self.conn = conn
         self.loop = loop
         self.log = log
-        self._on_event = on_event
         self._pause_reading = pause_reading
+        self.paused = False
         self._armed = math.inf
         self.finished = False
         self.done = anyio.Event()
+        self.on_release: Callable[[], None] | None = None
 
     def time(self) -> float:
         """The event loop's clock."""
         return now() if self.loop is None else self.loop.time()
 
-    def pump(self) -> int:
-        """Carry out what the last core calls asked for; return the carrier's mark."""
-        conn = self.conn
-        carrier = self.carrier
-        data = conn.data_to_send()
-        if data and not self.finished:
-            closed = conn.closed
-            conn.note_send_buffer(carrier.buffered + len(data))
-            if closed or not conn.closed:  # not bytes that overflow the peer's buffer
-                carrier.write(data)
-            if self._pause_reading:
-                carrier.pause(conn.reading_paused)
-        for event in conn.events_received():
-            self._on_event(event)
-        if conn.closed:
-            carrier.close()
-        else:
-            timer = conn.get_timer()
-            if timer is not None and timer < self._armed:
-                self._armed = timer
-                carrier.arm(timer)
-        return carrier.queued
+    def on_event(self, event: Event) -> None:
+        """One event of the core's (subclasses handle them)."""
 
-    def report(self) -> None:
-        """Some bytes were written: tell the core what is still buffered."""
+    def on_resume(self) -> None:
+        """Reading resumes (the peer read what it was sent)."""
+
+    def call(self, method: Callable[[Unpack[Ts]], R], *args: Unpack[Ts]) -> R:
+        """Run ``method`` (of this link's core connection), then transmit: the one way in.
+
+        Positional arguments only: forwarding keywords costs a quarter of a small
+        request; methods that take keywords are wrapped where they are called.
+        """
+        try:
+            return method(*args)
+        finally:
+            # transmit (inline: this runs after every request and reply)
+            conn = self.conn
+            for event in conn.events_received():
+                self.on_event(event)
+            if conn.closed:
+                self.carrier.close()
+            elif conn.bytes_to_send:
+                self.carrier.want_write()  # ``take`` re-arms the timer
+            else:
+                self._rearm()
+
+    def _rearm(self) -> None:
+        """Move the carrier's timer earlier if the core's next deadline is earlier."""
+        timer = self.conn.get_timer()
+        if timer is not None and timer < self._armed:
+            self._armed = timer
+            self.carrier.arm(timer)
+
+    def take(self) -> bytes:
+        """For the carrier, when it writes: the bytes the core queued (b"" once the
+        carrier is done). The core counts them as held by the socket from now on."""
         conn = self.conn
-        conn.note_send_buffer(self.carrier.buffered)
-        if conn.closed:
-            self.pump()
-        elif self._pause_reading:
-            self.carrier.pause(conn.reading_paused)
+        data = conn.data_to_send()
+        if self.finished:
+            return b""
+        if data:
+            # Within the cap: they were checked against it when queued.
+            conn.note_send_buffer(self.carrier.buffered + len(data))
+            self._repause()
+        if not conn.closed:
+            self._rearm()
+        return data
+
+    def _repause(self) -> None:
+        """Pause or resume reading as the send buffer the core was told about asks."""
+        if self._pause_reading and self.conn.reading_paused is not self.paused:
+            self.paused = paused = not self.paused
+            self.carrier.pause(paused)
+            if not paused:
+                self.on_resume()
+
+    # -- what the carrier reports ------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
         """Bytes from the peer."""
-        self.conn.receive_data(data, self.time())
-        self.pump()
+        self.call(self.conn.receive_data, data, self.time())
 
     def eof(self) -> None:
         """The peer is gone (or closed its side)."""
-        self.conn.receive_eof()
-        self.pump()
+        self.call(self.conn.receive_eof)
 
     def tick(self) -> None:
         """The armed time has come."""
         self._armed = math.inf
-        t = self.time()
-        timer = self.conn.get_timer()
-        if timer is not None and t >= timer:
-            self.conn.handle_timer(t)
-        self.pump()
+        self.call(self.conn.handle_timer, self.time())
+
+    def report(self) -> None:
+        """Some bytes were written: tell the core what is still buffered."""
+        self.call(self.conn.note_send_buffer, self.carrier.buffered)
+        self._repause()
+
+    def release(self) -> None:
+        """The carrier closes the socket now (the peer may see it from here on)."""
+        on_release, self.on_release = self.on_release, None
+        if on_release is not None:
+            on_release()
 
     def fail(self) -> None:
         """A bug in the binding: it must cost this connection only."""
         self.log.exception("connection failed")
-        if not self.conn.closed:
-            self.conn.close()
-            for event in self.conn.events_received():
-                self._on_event(event)
+        self.call(self.conn.close)
 
     async def wait_sent(self, mark: int) -> None:
         """Wait until the bytes up to ``mark`` are written; raise if they never will be."""
         carrier = self.carrier
         while carrier.queued - carrier.buffered < mark:
-            if self.finished or self.conn.closed and not carrier.buffered:
+            if self.finished or self.conn.closed and not carrier.buffered and not self.conn.bytes_to_send:
                 raise ConnectionClosedError("the connection closed before the data was sent")
             await carrier.progress()
 
@@ -249,8 +291,7 @@ class StreamCarrier:
         self.stream = stream
         link.carrier = self
         self.queued = 0
-        self._out: list[bytes] = []
-        self._out_size = 0
+        self._want = False  # the core has bytes for the writer
         self._in_write = 0
         self._deadline = math.inf
         self._paused = False
@@ -261,16 +302,11 @@ class StreamCarrier:
 
     @property
     def buffered(self) -> int:
-        return self._out_size + self._in_write
+        return self._in_write
 
-    def write(self, data: bytes) -> None:
-        self._out.append(data)
-        self._out_size += len(data)
-        self.queued += len(data)
+    def want_write(self) -> None:
+        self._want = True
         self._wake_writer.set()
-
-    def kick(self) -> None:
-        self.link.pump()
 
     def arm(self, when: float) -> None:
         self._deadline = when
@@ -282,6 +318,7 @@ class StreamCarrier:
 
     def close(self) -> None:
         self._closing = True
+        self.want_write()  # the last bytes
         if self._scope is not None:
             self._scope.cancel()
 
@@ -299,7 +336,7 @@ class StreamCarrier:
                 tg.start_soon(self._write_loop)
                 await self._read_loop()
                 with anyio.move_on_after(FLUSH_TIMEOUT):
-                    while self.buffered:
+                    while self._want or self._in_write:
                         await self._progress.wait()
                 tg.cancel_scope.cancel()
         except Exception:  # a bug must cost this connection only, not its task group
@@ -307,6 +344,7 @@ class StreamCarrier:
         finally:
             link.finished = True
             self._notify()
+            link.release()
             await close_stream(self.stream)
 
     async def _read_loop(self) -> None:
@@ -336,24 +374,25 @@ class StreamCarrier:
             link.feed(data)
 
     async def _write_loop(self) -> None:
+        link = self.link
         while True:
-            while not self._out:
+            while not self._want:
                 await self._wake_writer.wait()
                 self._wake_writer = anyio.Event()
-            out = self._out
-            chunk = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
-            self._out_size = 0
+            self._want = False
+            chunk = link.take()
+            if not chunk:
+                self._notify()
+                continue
+            self.queued += len(chunk)
             self._in_write = len(chunk)
             try:
                 await self.stream.send(chunk)
             except _STREAM_ERRORS:
-                self._out.clear()
-                self._out_size = 0
                 self._in_write = 0
-                self.link.eof()  # the peer is gone
+                link.eof()  # the peer is gone
                 self._notify()
                 return
             self._in_write = 0
-            self.link.report()
+            link.report()
             self._notify()

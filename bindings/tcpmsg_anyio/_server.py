@@ -31,6 +31,7 @@ from sansio_tcpmsg import (
     Router,
     ServerConnection,
 )
+from sansio_tcpmsg.defaults import HANDSHAKE_TIMEOUT, LOG
 from sansio_tcpmsg.diagnose import listen_error
 from sansio_tcpmsg.handlers import Family, Handlers, Kind, Stream, aclose, close
 
@@ -41,7 +42,6 @@ __all__ = ["Server", "run", "serve"]
 
 logger = logging.getLogger("tcpmsg.server")
 
-_HANDSHAKE_TIMEOUT = 10.0
 
 # How an item of a streamed result is handed on: True while the stream should go on.
 _Send = Callable[[Any], bool]
@@ -64,16 +64,20 @@ class _ServerLink(Link[ServerConnection]):
     def __init__(
         self, conn: ServerConnection, server: Server, loop: asyncio.AbstractEventLoop | None
     ) -> None:
-        super().__init__(conn, self._dispatch, loop=loop, pause_reading=True, log=logger)
+        super().__init__(conn, loop=loop, pause_reading=True, log=logger)
         self.server = server
+        self.on_release = server._release
         self.spawn: Callable[..., object] | None = None  # starts a request task, on trio
         self.tasks: dict[int, asyncio.Task[None]] = {}  # requests, on asyncio
+        self.held: list[RequestReceived] = []  # requests that wait while reading is paused
         self.events = Mailbox(loop)
         self.events_done = anyio.Event()
 
-    def _dispatch(self, event: Event) -> None:
+    def on_event(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
-            if self.loop is not None:  # an asyncio task is far cheaper than start_soon
+            if self.paused:  # the peer does not read: its requests wait
+                self.held.append(event)
+            elif self.loop is not None:  # an asyncio task is far cheaper than start_soon
                 self.tasks[event.request_id] = self.loop.create_task(
                     self.server._run_request(self, event)
                 )
@@ -83,11 +87,17 @@ class _ServerLink(Link[ServerConnection]):
         elif isinstance(event, EventReceived):
             self.events.put(event)
         elif isinstance(event, ProtocolErrorOccurred):
-            logger.warning("protocol error from %s: %s", self.conn.peer, event.error)
+            logger.log(*LOG.PROTOCOL_ERROR, self.conn.peer, event.error)
         elif isinstance(event, PacketDropped):
-            logger.debug("dropped a packet from %s: %s", self.conn.peer, event.reason)
+            logger.log(*LOG.PACKET_DROPPED, self.conn.peer, event.reason)
         elif isinstance(event, ConnectionClosed):
+            self.held.clear()  # the core forgot them
             self.events.put(None)  # the event worker ends after what is queued
+
+    def on_resume(self) -> None:
+        held, self.held = self.held, []
+        for event in held:
+            self.on_event(event)
 
 
 class Server:
@@ -184,7 +194,7 @@ class Server:
             self._listener = None
             tls: dict[str, Any] = {}
             if self.tls is not None:
-                tls = {"ssl": self.tls, "ssl_handshake_timeout": _HANDSHAKE_TIMEOUT}
+                tls = {"ssl": self.tls, "ssl_handshake_timeout": HANDSHAKE_TIMEOUT}
             try:
                 for one in listener.listeners:
                     sock = one.extra(SocketAttribute.raw_socket).dup()
@@ -200,7 +210,7 @@ class Server:
         self._tg = tg
         if self._listener is not None:
             tg.start_soon(self._accept_all, listener.listeners)
-        logger.info("listening on %s:%s", self.host, self.port)
+        logger.log(*LOG.LISTENING, self.host, self.port)
         return self
 
     async def __aexit__(
@@ -249,19 +259,17 @@ class Server:
             for aio_server in self._aio_servers:
                 aio_server.close()
             for link in list(self._links):  # each closes after its last reply, or once quiet
-                link.conn.close_when_idle(link.time())
-                link.pump()
+                link.call(link.conn.close_when_idle, link.time())
             with anyio.move_on_after(self.grace if grace is None else grace):
                 while self._active:
                     await self._changed.wait()
             for link in list(self._links):
-                link.conn.close()
-                link.pump()
-            while self._active:
+                link.call(link.conn.close)
+            while self._active or self._links:
                 await self._changed.wait()
         finally:
             self._stopped.set()
-            logger.info("server on %s:%s closed", self.host, self.port)
+            logger.log(*LOG.SERVER_CLOSED, self.host, self.port)
 
     # -- connections ------------------------------------------------------------------
 
@@ -279,12 +287,12 @@ class Server:
             except anyio.ClosedResourceError:
                 return
             except (OSError, anyio.BrokenResourceError) as exc:
-                logger.warning("accept failed: %s", exc)
+                logger.log(*LOG.ACCEPT_FAILED, exc)
                 await anyio.sleep(0.1)
                 continue
             cap = self.limits.max_connections
             if cap is not None and self._active >= cap:
-                logger.warning("refused a connection: %d connections open", self._active)
+                logger.log(*LOG.REFUSED, sock.extra(SocketAttribute.remote_address), self._active)
                 self._tg.start_soon(close_stream, sock)
                 continue
             self._active += 1
@@ -298,15 +306,15 @@ class Server:
         """asyncio: a connection is made (TLS included); serve it."""
         assert carrier.transport is not None and self._tg is not None
         cap = self.limits.max_connections
+        peer = carrier.transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            peer = tuple(peer[:2])
         if self._closing or cap is not None and self._active >= cap:
-            logger.warning("refused a connection: %d connections open", self._active)
+            logger.log(*LOG.REFUSED, peer, self._active)
             carrier.transport.close()
             return
         self._active += 1
         self._set_options(carrier.transport.get_extra_info("socket"))
-        peer = carrier.transport.get_extra_info("peername")
-        if isinstance(peer, tuple):
-            peer = tuple(peer[:2])
         link = _ServerLink(self._connection(peer), self, self._loop)
         carrier.attach(link)
         self._tg.start_soon(self._serve_link, link)
@@ -331,23 +339,19 @@ class Server:
         stream: ByteStream = sock
         try:
             if self.tls is not None:
-                try:
-                    with anyio.fail_after(_HANDSHAKE_TIMEOUT):
-                        if conn.proxy_bytes_needed:
-                            await _read_proxy_header(sock, conn)
-                        stream = await TLSStream.wrap(
-                            sock, server_side=True, ssl_context=self.tls, standard_compatible=False
-                        )
-                except Exception as exc:
-                    logger.warning("TLS handshake with %s failed: %r", peer, exc)
-                    await close_stream(sock)
-                    self._active -= 1
-                    self._notify()
-                    return
-        except BaseException:
+                with anyio.fail_after(HANDSHAKE_TIMEOUT):
+                    if conn.proxy_bytes_needed:
+                        await _read_proxy_header(sock, conn)
+                    stream = await TLSStream.wrap(
+                        sock, server_side=True, ssl_context=self.tls, standard_compatible=False
+                    )
+        except BaseException as exc:
+            self._release()
             await close_stream(sock)
-            self._active -= 1
-            raise
+            if not isinstance(exc, Exception):  # cancelled
+                raise
+            logger.log(*LOG.HANDSHAKE_FAILED, peer, exc)
+            return
         link = _ServerLink(conn, self, self._loop)  # the loop: asyncio with TLS after a PROXY header
         StreamCarrier(link, stream)
         await self._serve_link(link)
@@ -356,7 +360,7 @@ class Server:
         peer = link.conn.peer
         try:
             self._links.add(link)
-            logger.info("connection from %s opened", peer)
+            logger.log(*LOG.OPENED, peer)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._event_worker, link)
                 async with _request_tasks(link):
@@ -371,10 +375,15 @@ class Server:
                     with anyio.CancelScope(shield=True):
                         await asyncio.wait(tasks)
         finally:
+            link.release()
             self._links.discard(link)
-            logger.info("connection from %s closed", peer)
-            self._active -= 1
+            logger.log(*LOG.CLOSED, peer)
             self._notify()
+
+    def _release(self) -> None:
+        """A connection's socket closes: its place is free (before its peer can know)."""
+        self._active -= 1
+        self._notify()
 
     # -- handlers: where they run and how we wait (what results mean is the core's) -----
 
@@ -412,21 +421,21 @@ class Server:
         conn, request_id = link.conn, event.request_id
         try:
             result = await event.handler(event.data, event.context)
-            stream = conn.handler_returned(request_id, result, link.time())
+            # The reply stays in the core until the carrier writes: it leaves with the others
+            # of this loop iteration.
+            stream = link.call(conn.handler_returned, request_id, result, link.time())
             if stream is not None:
 
                 def send(item: Any) -> bool:
-                    conn.send_item(request_id, item)
-                    link.pump()
+                    link.call(conn.send_item, request_id, item)
                     return not conn.closed
 
                 await self._drains[stream](result, send)
-                conn.end_stream(request_id, link.time())
+                link.call(conn.end_stream, request_id, link.time())
         except Exception as exc:
-            conn.handler_raised(request_id, exc, link.time())
+            link.call(conn.handler_raised, request_id, exc, link.time())
         finally:
             link.tasks.pop(request_id, None)
-        link.carrier.kick()  # the reply leaves with the others of this loop iteration
         if self._closing:
             self._notify()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import select
@@ -29,6 +30,7 @@ from sansio_tcpmsg import (
     StreamEnded,
     StreamItemReceived,
 )
+from sansio_tcpmsg.defaults import LOG, RETRY_DELAY_CAP
 from sansio_tcpmsg.diagnose import connect_error
 
 from ._backends.base import Backend, Empty, FutureLike, QueueLike, Task
@@ -196,10 +198,8 @@ class Client:
             return
         self._core(session, session.conn.close)
         session.wake.set()
-        try:
+        with contextlib.suppress(OSError):
             session.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         if session.reader is not None:
             session.reader.join(5.0)
         session.sock.close()
@@ -239,15 +239,15 @@ class Client:
                     if attempt == self.retries:
                         self._set_status(ConnectionStatus.DISCONNECTED)
                         raise error from exc
-                    log.info("%s; retrying", error)
+                    log.log(*LOG.RETRYING, error)
                     self._b.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+                    delay = min(delay * 2, RETRY_DELAY_CAP)
             session = _Session(ClientConnection(limits=self.limits, codec=self.codec, on_dispatch=self.on_dispatch), sock, tls,
                                self._b)
             self._session = session
             session.reader = self._b.spawn(self._read_loop, session)
             self._ever_connected = True
-            log.info("connected to %s:%s", self.host, self.port)
+            log.log(*LOG.CONNECTED, self.host, self.port)
             self._set_status(ConnectionStatus.CONNECTED)
             return session
 
@@ -308,10 +308,8 @@ class Client:
                     session.out.clear()
                 log.info("connection lost while writing: %s", exc)
                 self._core(session, session.conn.receive_eof)
-                try:
+                with contextlib.suppress(OSError):
                     session.sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 return False
             with self._lock:
                 if not session.out:
@@ -429,9 +427,9 @@ class Client:
                 for request_id in ev.failed:
                     self._resolve(session, request_id, ("error", self._closed(session, ev.exception())))
             elif isinstance(ev, ProtocolErrorOccurred):
-                log.warning("protocol error from server: %s", ev.error)
+                log.log(*LOG.PROTOCOL_ERROR, (self.host, self.port), ev.error)
             elif isinstance(ev, PacketDropped):
-                log.debug("dropped packet (%s): %r", ev.reason, ev.packet)
+                log.log(*LOG.PACKET_DROPPED, (self.host, self.port), ev.reason)
 
     @staticmethod
     def _closed(session: _Session, exc: ConnectionClosedError) -> ConnectionClosedError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import socket
@@ -24,6 +25,7 @@ from sansio_tcpmsg import (
     Router,
     ServerConnection,
 )
+from sansio_tcpmsg.defaults import FLUSH_TIMEOUT, HANDSHAKE_TIMEOUT, LOG
 from sansio_tcpmsg.diagnose import listen_error
 from sansio_tcpmsg.handlers import Family, Handlers, close
 
@@ -34,8 +36,6 @@ __all__ = ["Server", "runner"]
 
 log = logging.getLogger("tcpmsg.server")
 
-_FLUSH_TIMEOUT = 1.0  # seconds a closing connection may take to write what is queued
-_HANDSHAKE_TIMEOUT = 10.0
 
 
 class _Peer:
@@ -58,6 +58,7 @@ class _Peer:
         self.events: deque[EventReceived] = deque()
         self.events_running = False
         self.task: Task | None = None
+        self.open = True  # counts toward max_connections until its socket closes
         self.tls: TlsLayer | None = None  # used under ``lock`` only, once handshaken
 
     # -- the pump ---------------------------------------------------------------------
@@ -87,10 +88,8 @@ class _Peer:
             if conn.closed and not self.ended:
                 self.ended = True
                 self.resume.set()
-                try:  # wake the reader; what is queued is still written
+                with contextlib.suppress(OSError):  # wake the reader; what is queued is still written
                     self.sock.shutdown(socket.SHUT_RD)
-                except OSError:
-                    pass
             events = conn.events_received()
         if events:
             self._dispatch(events)
@@ -142,9 +141,9 @@ class _Peer:
                 if start:
                     self.server.pool.submit(self._run_events)
             elif isinstance(ev, ProtocolErrorOccurred):
-                log.warning("protocol error from %s: %s", self.addr, ev.error)
+                log.log(*LOG.PROTOCOL_ERROR, self.addr, ev.error)
             elif isinstance(ev, PacketDropped):
-                log.debug("dropped packet from %s (%s): %r", self.addr, ev.reason, ev.packet)
+                log.log(*LOG.PACKET_DROPPED, self.addr, ev.reason)
 
     # -- tasks ------------------------------------------------------------------------
 
@@ -156,34 +155,33 @@ class _Peer:
                 if self.conn.proxy_bytes_needed:
                     self._read_proxy_header()
                 layer = TlsLayer(tls, server_side=True)
-                layer.handshake(self.sock, _HANDSHAKE_TIMEOUT)
+                layer.handshake(self.sock, HANDSHAKE_TIMEOUT)
                 self.tls = layer
         except OSError as exc:
-            log.warning("TLS handshake with %s failed: %s", self.addr, exc)
+            log.log(*LOG.HANDSHAKE_FAILED, self.addr, exc)
+            self.server._forget(self)  # before the peer can see the end
             self.sock.close()
-            self.server._forget(self)
             return
-        log.info("connection opened: %s", self.addr)
+        log.log(*LOG.OPENED, self.addr)
         try:
             if self.tls is not None:  # the client's first request may have come with its Finished
                 self.core(self.tls.receive, self.conn, b"", self.b.monotonic(), log, self.addr)
             self._read_loop()
         finally:
             self._wait_written()
-            try:
+            self.open = False  # before the peer can see the end
+            with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._wait_written()
             self.sock.close()
-            log.info("connection closed: %s", self.addr)
+            log.log(*LOG.CLOSED, self.addr)
             self.server._forget(self)
 
     def _read_proxy_header(self) -> None:
         """Read the PROXY header off the raw socket, never past it: the TLS handshake
         that follows must find its first byte there."""
         conn, sock = self.conn, self.sock
-        sock.settimeout(_HANDSHAKE_TIMEOUT)
+        sock.settimeout(HANDSHAKE_TIMEOUT)
         while conn.proxy_bytes_needed:
             data = sock.recv(conn.proxy_bytes_needed)
             if data:
@@ -195,9 +193,9 @@ class _Peer:
         sock.settimeout(None)
 
     def _wait_written(self) -> None:
-        """Wait (at most ``_FLUSH_TIMEOUT``) until no write is in progress."""
+        """Wait (at most ``FLUSH_TIMEOUT``) until no write is in progress."""
         b = self.b
-        deadline = b.monotonic() + _FLUSH_TIMEOUT
+        deadline = b.monotonic() + FLUSH_TIMEOUT
         while self.writing and b.monotonic() < deadline:
             b.sleep(0.002)
 
@@ -352,7 +350,7 @@ class Server:
         self.port = self._listener.getsockname()[1]
         self._started = True
         self._acceptor = self.backend.spawn(self._accept_loop)
-        log.info("listening on %s:%s", self.host, self.port)
+        log.log(*LOG.LISTENING, self.host, self.port)
 
     def serve_forever(self) -> None:
         """Serve until :meth:`close` is called (from another thread or greenlet)."""
@@ -372,7 +370,7 @@ class Server:
             except OSError as exc:
                 if self._closing:
                     return
-                log.warning("accept failed: %s", exc)
+                log.log(*LOG.ACCEPT_FAILED, exc)
                 b.sleep(0.1)
                 continue
             sock.settimeout(None)
@@ -382,12 +380,13 @@ class Server:
                 log.info("cannot set socket options for %s: %s", addr, exc)
             cap = self.limits.max_connections
             with self._lock:
-                full = self._closing or (cap is not None and len(self._peers) >= cap)
+                count = sum(p.open for p in self._peers)  # closing ones no longer count
+                full = self._closing or (cap is not None and count >= cap)
                 if not full:
                     peer = _Peer(self, sock, addr)
                     self._peers.add(peer)
             if full:
-                log.warning("connection from %s refused: %s connections open", addr, cap)
+                log.log(*LOG.REFUSED, addr, count)
                 sock.close()
                 continue
             peer.task = b.spawn(peer.run)
@@ -414,10 +413,8 @@ class Server:
             b.sleep(self.drain_delay)
         with self._lock:
             self._closing = True
-        try:
+        with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         if self._acceptor is not None:
             self._acceptor.join(2.0)
         self._listener.close()
@@ -443,9 +440,9 @@ class Server:
             peer.close()
         for peer in peers:
             if peer.task is not None:
-                peer.task.join(2 * _FLUSH_TIMEOUT + 1.0)
+                peer.task.join(2 * FLUSH_TIMEOUT + 1.0)
         self.pool.shutdown(max(deadline - b.monotonic(), 0.1))
-        log.info("server on %s:%s closed", self.host, self.port)
+        log.log(*LOG.SERVER_CLOSED, self.host, self.port)
         self._closed.set()
 
 

@@ -197,13 +197,14 @@ def test_invalid_json_is_a_frame_error() -> None:
 
 
 def test_frames_after_close_in_the_same_read_are_ignored() -> None:
-    conn = ClientConnection(limits=Limits(send_high_water=1, max_send_buffer_size=10))
+    conn = ClientConnection(limits=Limits(send_high_water=1, max_send_buffer_size=50))
     rid = conn.send_request("a", 1)
+    conn.data_to_send()
     conn.note_send_buffer(5)
     assert conn.reading_paused
-    conn.note_send_buffer(11)
+    conn.note_send_buffer(51)
     assert conn.closed
-    conn.note_send_buffer(12)  # once closed, nothing more happens
+    conn.note_send_buffer(52)  # once closed, nothing more happens
     events = conn.events_received()
     assert [type(e) for e in events] == [ProtocolErrorOccurred, ConnectionClosed]
     assert events[1].failed == (rid,)
@@ -273,3 +274,20 @@ def test_a_failing_dispatch_hook_fails_the_call_with_nothing_queued() -> None:
     with pytest.raises(PermissionError):
         conn.send_request("x", 1)
     assert conn.data_to_send() == b"" and conn.pending == 0
+
+
+def test_a_request_past_the_send_cap_raises_and_fails_the_others() -> None:
+    conn = ClientConnection(limits=Limits(max_send_buffer_size=100))
+    first = conn.send_request("a", 1)
+    conn.emit("e", 1)
+    with pytest.raises(ConnectionClosedError, match="max_send_buffer_size"):
+        conn.send_request("a", "x" * 100)
+    assert conn.closed and conn.pending == 0 and conn.data_to_send() == b""
+    _, closed = conn.events_received()
+    assert closed.failed == (first,)
+
+
+def test_an_event_past_the_send_cap_raises() -> None:
+    conn = ClientConnection(limits=Limits(max_send_buffer_size=50))
+    with pytest.raises(ConnectionClosedError, match="max_send_buffer_size"):
+        conn.emit("e", "x" * 100)

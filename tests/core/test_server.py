@@ -132,3 +132,50 @@ def test_null_json_is_an_empty_object() -> None:
     conn = ServerConnection(make_router())
     [event] = request(conn, "null")
     assert isinstance(event, PacketDropped) and event.packet == {}
+
+
+def test_replies_past_the_send_cap_drop_the_peer_and_are_not_queued() -> None:
+    """However many replies come before the binding writes, the core holds at most the
+    cap: the one that would pass it fails the connection and everything queued goes."""
+    from sansio_tcpmsg import Limits
+    from sansio_tcpmsg.errors import SendBufferExceeded
+    from sansio_tcpmsg.events import ProtocolErrorOccurred
+
+    conn = ServerConnection(make_router(), limits=Limits(max_send_buffer_size=300))
+    conn.receive_data(encode_frame('{"pattern":"echo","data":1,"id":1}') * 3, 0.0)
+    events = conn.events_received()
+    assert len(events) == 3 and conn.in_flight == 3
+    conn.note_send_buffer(100)  # what the socket still holds
+    conn.respond(events[0].request_id, "x" * 100)  # 100 + 144 bytes: under the cap
+    assert not conn.closed and conn.bytes_to_send == 144
+    conn.respond(events[1].request_id, "y" * 100)  # would pass it
+    assert conn.closed and conn.in_flight == 0
+    error, closed = conn.events_received()
+    assert isinstance(error, ProtocolErrorOccurred) and isinstance(error.error, SendBufferExceeded)
+    assert "388 bytes" in str(error.error) and isinstance(closed, ConnectionClosed)
+    conn.respond(events[2].request_id, "z")  # the peer is gone: dropped quietly
+    assert conn.data_to_send() == b""
+
+
+def test_no_handler_replies_past_the_send_cap_stop_the_read() -> None:
+    from sansio_tcpmsg import Limits
+
+    conn = ServerConnection(make_router(), limits=Limits(max_send_buffer_size=200))
+    conn.receive_data(encode_frame('{"pattern":"nope","data":0,"id":0}') * 3
+                      + encode_frame('{"pattern":"echo","data":0,"id":0}'), 0.0)
+    assert conn.closed and conn.data_to_send() == b""
+    assert [type(e).__name__ for e in conn.events_received()] == ["ProtocolErrorOccurred", "ConnectionClosed"]
+
+
+def test_shared_defaults_are_valid_log_lines_and_timings() -> None:
+    import logging
+
+    from sansio_tcpmsg import defaults
+
+    lines = {k: v for k, v in vars(defaults.LOG).items() if k.isupper()}
+    assert len(lines) >= 10
+    for name, (level, text) in lines.items():
+        assert logging.getLevelName(level) in ("DEBUG", "INFO", "WARNING"), name
+        assert "%" in text, name
+    assert 0 < defaults.CLOSE_TIMEOUT <= defaults.FLUSH_TIMEOUT < defaults.HANDSHAKE_TIMEOUT
+    assert defaults.RETRY_DELAY_CAP > 0
