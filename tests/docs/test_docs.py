@@ -97,3 +97,10 @@ def test_links_between_docs_resolve() -> None:
             if not (path.parent / target).exists():
                 broken.append(f"{path.relative_to(DOCS)} -> {target}")
     assert not broken, broken
+
+
+def test_every_page_is_in_the_site_nav() -> None:
+    """A page missing from mkdocs.yml's nav fails ``nox -s site`` (--strict); say so here too."""
+    nav = set(re.findall(r"[-:]\s+([\w/.-]+\.md)\b", (ROOT / "mkdocs.yml").read_text(encoding="utf-8")))
+    missing = [str(p.relative_to(DOCS)) for p in PAGES if str(p.relative_to(DOCS)) not in nav]
+    assert not missing, f"add {missing} to the nav in mkdocs.yml"
