@@ -7,7 +7,7 @@ is decided here, once.
 
 from .balancing import Balancer, EndpointInfo, EndpointState, Strategy
 from .client import ClientConnection, DispatchHook
-from .codec import Codec, JsonCodec
+from .codec import Codec, JsonCodec, PacketCodec
 from .connection import Connection
 from .errors import (
     ConnectionClosedError,
@@ -77,6 +77,7 @@ __all__ = [
     "LocalProtocolError",
     "Middleware",
     "NoHandlerError",
+    "PacketCodec",
     "PacketDropped",
     "PatternError",
     "ProtocolErrorOccurred",

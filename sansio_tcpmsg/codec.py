@@ -12,11 +12,12 @@ import json
 import json.encoder
 import math
 import re
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .errors import UnserializableError
 
-__all__ = ["Codec", "JsonCodec", "js_number", "locate_unserializable"]
+__all__ = ["Codec", "DeserializerError", "JsonCodec", "PacketCodec", "js_number", "locate_unserializable"]
 
 _MAX_SAFE = 2**53
 
@@ -266,3 +267,61 @@ def _js_key(key: Any) -> str:
     if isinstance(key, str):
         return key
     return _js_dumps(key)
+
+
+class DeserializerError(ValueError):
+    """A :class:`PacketCodec`'s ``deserialize`` refused a packet (the connection fails
+    with a ``FrameError`` saying so, as for invalid JSON)."""
+
+
+class PacketCodec:
+    """Packets transformed on their way out and in: NestJS's ``serializer`` /
+    ``deserializer`` options, which see the packet object, not the JSON text.
+
+    ``serialize(packet)`` gets every packet this side writes (requests, events, replies:
+    a dict as :mod:`sansio_tcpmsg.packets` builds it) and returns what is written as
+    JSON instead, as a NestJS ``Serializer.serialize`` does; ``deserialize(value)`` gets
+    every JSON value read and returns the packet to handle, as
+    ``Deserializer.deserialize`` does. Either may be None (as is). ``codec`` writes and
+    reads the JSON (:class:`JsonCodec` by default). Pass it as ``codec=`` to ``connect``
+    or ``serve``:
+
+    >>> codec = PacketCodec(serialize=lambda p: {"v": 1, "packet": p}, deserialize=lambda v: v["packet"])
+    >>> codec.dumps({"pattern": "echo", "data": 1})
+    '{"v":1,"packet":{"pattern":"echo","data":1}}'
+    >>> codec.loads('{"v":1,"packet":{"response":2,"id":"1"}}')
+    {'response': 2, 'id': '1'}
+
+    What ``serialize`` raises is an :class:`UnserializableError` (nothing is sent); what
+    ``deserialize`` raises fails the connection with a ``FrameError`` naming it.
+    """
+
+    def __init__(
+        self,
+        *,
+        serialize: Callable[[Any], Any] | None = None,
+        deserialize: Callable[[Any], Any] | None = None,
+        codec: Codec | None = None,
+    ) -> None:
+        self.serialize = serialize
+        self.deserialize = deserialize
+        self.codec = codec or JsonCodec()
+
+    def dumps(self, value: Any) -> str:
+        """``serialize(value)`` written as JSON."""
+        if self.serialize is not None:
+            try:
+                value = self.serialize(value)
+            except Exception as exc:
+                raise UnserializableError(f"serializer {self.serialize!r} failed: {exc!r}") from exc
+        return self.codec.dumps(value)
+
+    def loads(self, text: str) -> Any:
+        """The JSON value read, through ``deserialize``."""
+        value = self.codec.loads(text)
+        if self.deserialize is None:
+            return value
+        try:
+            return self.deserialize(value)
+        except Exception as exc:
+            raise DeserializerError(f"deserializer {self.deserialize!r} refused {text[:80]!r}: {exc!r}") from exc

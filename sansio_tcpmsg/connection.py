@@ -12,7 +12,7 @@ import math
 from abc import ABC, abstractmethod
 from typing import Any
 
-from .codec import Codec, JsonCodec, locate_unserializable
+from .codec import Codec, DeserializerError, JsonCodec, locate_unserializable
 from .diagnose import HEAD_SIZE, foreign_protocol_error, starts_like_frames
 from .errors import (
     FrameError,
@@ -73,6 +73,8 @@ class Connection(ABC):
                     return
                 try:
                     obj = self.codec.loads(text)
+                except DeserializerError as exc:
+                    raise FrameError(str(exc)) from None
                 except ValueError:
                     raise FrameError(f"invalid JSON in frame: {text[:80]!r}") from None
                 self._handle_packet({} if obj is None else obj)

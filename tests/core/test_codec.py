@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sansio_tcpmsg import ClientConnection, PacketCodec, Router, ServerConnection
 from sansio_tcpmsg.codec import JsonCodec, js_number
-from sansio_tcpmsg.errors import UnserializableError
+from sansio_tcpmsg.errors import FrameError, UnserializableError
+from sansio_tcpmsg.events import ProtocolErrorOccurred, RequestReceived, ResponseReceived
 
 codec = JsonCodec()
 
@@ -111,3 +114,54 @@ def test_round_trip_any_json_value(value: object) -> None:
     text = codec.dumps(value)
     text.encode("utf-8")  # always encodable: lone surrogates are escaped
     assert as_javascript(codec.loads(text)) == as_javascript(json.loads(json.dumps(value)))
+
+
+# --- PacketCodec: NestJS's serializer / deserializer -------------------------------------
+
+
+def _wrap(packet: Any) -> Any:
+    return {"v": 1, "packet": packet}
+
+
+def _unwrap(value: Any) -> Any:
+    if value.get("v") != 1:
+        raise ValueError("not an envelope")
+    return value["packet"]
+
+
+def test_packet_codec_between_client_and_server() -> None:
+    envelope = PacketCodec(serialize=_wrap, deserialize=_unwrap)
+    client = ClientConnection(codec=envelope)
+    server = ServerConnection(Router(), codec=envelope)
+    router = server.router
+    assert isinstance(router, Router)
+    router.message("echo")(lambda data: data)
+    client.send_request("echo", 1.0)
+    sent = client.data_to_send()
+    assert sent.endswith(b'{"v":1,"packet":{"pattern":"echo","data":1,"id":"1"}}')
+    server.receive_data(sent, 0.0)
+    [request] = server.events_received()
+    assert isinstance(request, RequestReceived) and request.data == 1
+    server.respond(request.request_id, 2)
+    client.receive_data(server.data_to_send(), 0.0)
+    assert client.events_received() == [ResponseReceived("1", 2)]
+
+
+def test_packet_codec_either_side_may_be_none() -> None:
+    assert PacketCodec().dumps({"a": 1}) == '{"a":1}' and PacketCodec().loads('{"a":1}') == {"a": 1}
+
+
+def test_packet_codec_failures_are_named() -> None:
+    def refuse(packet: Any) -> Any:
+        raise KeyError("no key")
+
+    with pytest.raises(UnserializableError, match="serializer .*refuse.* failed: KeyError"):
+        ClientConnection(codec=PacketCodec(serialize=refuse)).emit("e", 1)
+    conn = ClientConnection(codec=PacketCodec(deserialize=_unwrap))
+    conn.receive_data(b'14#{"response":1}', 0.0)
+    [event, _closed] = conn.events_received()
+    assert isinstance(event, ProtocolErrorOccurred) and isinstance(event.error, FrameError)
+    assert "deserializer" in str(event.error) and "not an envelope" in str(event.error)
+    conn = ClientConnection(codec=PacketCodec(deserialize=_unwrap))
+    conn.receive_data(b"3#{x}", 0.0)
+    assert "invalid JSON in frame" in str(conn.events_received()[0].error)  # type: ignore[attr-defined]

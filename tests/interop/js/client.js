@@ -4,7 +4,8 @@
  * Works with @nestjs/microservices 10.4.x, 11.x and 12.1.x (NODE_PATH).
  *
  * Env: HOST (default 127.0.0.1), PORT, TLS_CA / TLS_CERT / TLS_KEY (PEM paths;
- *      servername "localhost").
+ *      servername "localhost"), ENVELOPE (any value: a custom serializer pair,
+ *      every packet wrapped as {"v": 1, "packet": ...}).
  *
  * stdin, one JSON object per line:
  *   {"tag": T, "op": "send", "pattern": P, "data": D, "metadata": M?}
@@ -37,6 +38,16 @@ if (process.env.TLS_CA || process.env.TLS_CERT) {
   options.tlsOptions = tlsOptions;
 }
 
+if (process.env.ENVELOPE) {
+  // a custom serializer pair, as js/server.js's ENVELOPE: {"v": 1, "packet": ...}
+  options.serializer = { serialize: packet => ({ v: 1, packet }) };
+  options.deserializer = {
+    deserialize: value => {
+      if (!value || value.v !== 1) throw new Error(`not an envelope: ${JSON.stringify(value)}`);
+      return value.packet;
+    },
+  };
+}
 const client = new ClientTCP(options);
 const HAS_HOOK = typeof client.setOnDispatchHook === 'function';
 

@@ -13,6 +13,8 @@
  *   MAX_BUFFER_SIZE, INCOMPLETE_MESSAGE_TIMEOUT, MAX_SEND_BUFFER_SIZE
  *                               framing limits (ignored by 10.x, which has none)
  *   RETRY_ATTEMPTS, RETRY_DELAY optional ServerTCP options
+ *   ENVELOPE                    any value: a custom serializer/deserializer pair,
+ *                               every packet wrapped as {"v": 1, "packet": ...}
  *
  * stdout carries exactly one line: "LISTENING <port>". Nest's own logging goes
  * to stderr.
@@ -182,6 +184,20 @@ function envInt(name) {
   return v === undefined || v === '' ? undefined : Number(v);
 }
 
+// ENVELOPE=1: a custom serializer pair, packet-level (NestJS's `serializer` /
+// `deserializer` options): every packet travels as {"v": 1, "packet": <packet>}.
+function envelope() {
+  return {
+    serializer: { serialize: packet => ({ v: 1, packet }) },
+    deserializer: {
+      deserialize: value => {
+        if (!value || value.v !== 1) throw new Error(`not an envelope: ${JSON.stringify(value)}`);
+        return value.packet;
+      },
+    },
+  };
+}
+
 function buildOptions() {
   const port = envInt('PORT') ?? 0;
   const options = { host: process.env.HOST || '127.0.0.1', port };
@@ -207,6 +223,7 @@ function buildOptions() {
       if (v !== undefined) options[key] = v;
     }
   }
+  if (process.env.ENVELOPE) Object.assign(options, envelope());
   const ra = envInt('RETRY_ATTEMPTS');
   if (ra !== undefined) options.retryAttempts = ra;
   const rd = envInt('RETRY_DELAY');
