@@ -50,3 +50,11 @@ def test_a_failing_hook_fails_the_call_and_the_client_stays_usable(binding, serv
         with pytest.raises(PermissionError):
             c.send("echo", "deny")
         assert c.send("echo", "ok") == "ok"
+
+
+def test_every_connection_of_a_pool_calls_the_hook(binding, server) -> None:
+    seen: list[Any] = []
+    with binding.connect(server.port, pool_size=3, on_dispatch=tracing(seen)) as c:
+        for _ in range(6):
+            assert c.send("meta", None) == {"traceparent": "00-trace-01"}
+    assert seen == ["meta"] * 6
