@@ -4,7 +4,8 @@ The docstrings are read by ``help()`` as much as by the site, so they keep the S
 spelling: roles (:class:`Server`) and literal blocks announced by ``::``. Markdown would
 show both as written; this turns each role into an optional cross-reference (a link when
 the site documents the target, code otherwise) and ``text::`` into ``text:`` (the indented
-block after it is a code block in Markdown too).
+block after it is a code block in Markdown too). Members without a docstring are shown
+(attributes such as ``Server.port``, enum members), except the few that only tools read.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import griffe
 
 _ROLE = re.compile(r":(?:class|func|meth|attr|mod|exc|data|obj):`(~?)([\w.]+)(\(\))?`")
 _LITERAL = re.compile(r"(?<=\S)::(?=\n\n)")
+_FOR_TOOLS = ("__slots__", "__test__")  # read by Python and pytest, nothing a user calls
 
 
 def _target(obj: griffe.Object, name: str) -> str:
@@ -44,4 +46,7 @@ class RstDocstrings(griffe.Extension):
             if obj.docstring is not None:
                 text = _ROLE.sub(lambda m, o=obj: _link(o, m), obj.docstring.value)
                 obj.docstring.value = _LITERAL.sub(":", text)
+            for name in _FOR_TOOLS:
+                if name in obj.members:
+                    obj.del_member(name)
             todo.extend(m for m in obj.members.values() if not m.is_alias)
