@@ -94,7 +94,8 @@ def test_tls_client_to_plain_server(binding, certs, caplog):
         assert f"TLS handshake with 127.0.0.1:{srv.port} failed" in message, message
         assert "it may not speak TLS" in message
         logged = _server_logged(binding, caplog, "the client speaks TLS")
-        assert "its first bytes are a TLS handshake record, b'\\x16\\x03" in logged
+        assert "its first bytes are a TLS handshake record, b" in logged
+        assert "\\x16\\x03\\x01" in logged  # the repr's quotes depend on the random bytes after
         assert "serve with tls=" in logged
         with binding.connect(srv.port, timeout=5) as c:  # the server is still fine
             assert c.send("echo", 2) == 2

@@ -327,7 +327,8 @@ def test_nest_tls_client_to_plain_server_is_logged(
             break
         time.sleep(0.05)
     assert logged, [r.getMessage() for r in caplog.records]
-    assert "its first bytes are a TLS handshake record, b'\\x16\\x03" in logged[0]
+    assert "its first bytes are a TLS handshake record, b" in logged[0]
+    assert "\\x16\\x03\\x01" in logged[0]  # the repr's quotes depend on the random bytes after
 
 
 # ---------------------------------------------------------------- limits
