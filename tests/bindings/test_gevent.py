@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.socket
 import pytest
 import tcpmsg_gevent
@@ -181,3 +182,37 @@ def test_mutual_tls_in_one_hub(log: list[Any], certs: dict[str, str]) -> None:
                 c.send("echo", 1)
         with client(srv.port, tls=client_ctx) as c:
             assert c.send("echo", "still") == "still"
+
+
+def test_handler_greenlets_are_reused_and_never_queue_behind_a_waiting_one() -> None:
+    """The server's pool keeps finished greenlets for the next call (a new greenlet costs a
+    fresh Python frame stack), yet a call never waits for a busy one; shutdown ends them."""
+    from tcpmsg_sync._backends.gevent import GeventBackend
+
+    pool = GeventBackend().pool(2)
+    ran: list[tuple[str, Any]] = []
+    release = gevent.event.Event()
+
+    def work(name: str, wait: bool) -> None:
+        if wait:
+            release.wait(5)
+        ran.append((name, gevent.getcurrent()))
+
+    pool.submit(work, "a", False)
+    gevent.sleep(0.01)
+    pool.submit(work, "b", False)  # the idle greenlet of "a" runs it
+    gevent.sleep(0.01)
+    assert [n for n, _ in ran] == ["a", "b"] and ran[0][1] is ran[1][1]
+    pool.submit(work, "slow", True)
+    pool.submit(work, "fast", False)  # not behind "slow": a second greenlet starts
+    gevent.sleep(0.05)
+    assert [n for n, _ in ran] == ["a", "b", "fast"]
+    release.set()
+    gevent.sleep(0.01)
+    assert [n for n, _ in ran] == ["a", "b", "fast", "slow"]
+    idle = list(pool._idle)
+    assert len(idle) == 2  # both kept, at most max_workers
+    pool.shutdown(1.0)
+    assert not pool._idle and not pool._running
+    gevent.sleep(0.01)
+    assert all(g.dead for _, g in ran)

@@ -10,6 +10,7 @@ from typing import Any
 
 import gevent  # type: ignore[import-untyped, unused-ignore]
 import gevent.event  # type: ignore[import-untyped, unused-ignore]
+import gevent.hub  # type: ignore[import-untyped, unused-ignore]
 import gevent.lock  # type: ignore[import-untyped, unused-ignore]
 import gevent.queue  # type: ignore[import-untyped, unused-ignore]
 import gevent.socket  # type: ignore[import-untyped, unused-ignore]
@@ -21,26 +22,52 @@ __all__ = ["GeventBackend", "GreenFuture"]
 
 
 class _GreenletPool:
-    """A raw greenlet per submitted call (no ``Greenlet`` object, no group links),
-    tracked in a set so that shutdown can wait for or kill them."""
+    """A greenlet per call in progress, reused: a greenlet that finished its call waits
+    for the next one instead of exiting (at most ``max_idle`` wait), as starting a
+    greenlet costs a fresh 16 KiB Python frame stack (an ``mmap``/``munmap`` pair per
+    request on CPython 3.11+). A call never waits for another to finish: with no idle
+    greenlet, a new one starts. Busy greenlets are tracked so that shutdown can wait
+    for or kill them."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_idle: int) -> None:
         self._running: set[Any] = set()
+        self._idle: list[Any] = []  # waiters of idle greenlets, the most recent last
+        self._max_idle = max(max_idle, 1)
+        self._closed = False
 
-    def _run(self, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+    def _worker(self, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
         current = gevent.getcurrent()
-        self._running.add(current)
-        try:
-            fn(*args)
-        finally:
-            self._running.discard(current)
+        running, idle = self._running, self._idle
+        while True:
+            running.add(current)
+            try:
+                fn(*args)
+            finally:
+                running.discard(current)
+            del fn, args  # nothing of the call is kept while idle
+            if self._closed or len(idle) >= self._max_idle:
+                return
+            waiter = gevent.hub.Waiter()
+            idle.append(waiter)
+            work = waiter.get()
+            if work is None:
+                return
+            fn, args = work
 
     def submit(self, fn: Callable[..., object], *args: Any) -> None:
-        """Run ``fn(*args)`` in a new greenlet."""
-        gevent.spawn_raw(self._run, fn, args)
+        """Run ``fn(*args)`` in an idle greenlet, or a new one."""
+        if self._idle:
+            waiter = self._idle.pop()
+            gevent.get_hub().loop.run_callback(waiter.switch, (fn, args))
+        else:
+            gevent.spawn_raw(self._worker, fn, args)
 
     def shutdown(self, timeout: float) -> None:
-        """Wait at most ``timeout`` seconds, then kill what still runs."""
+        """Let idle greenlets exit; wait at most ``timeout`` seconds, then kill what still runs."""
+        self._closed = True
+        loop = gevent.get_hub().loop
+        while self._idle:
+            loop.run_callback(self._idle.pop().switch, None)
         deadline = time.monotonic() + timeout
         while self._running and time.monotonic() < deadline:
             gevent.sleep(0.005)
@@ -144,8 +171,9 @@ class GeventBackend:
         return GreenFuture()
 
     def pool(self, max_workers: int) -> _GreenletPool:
-        """A greenlet per request (``max_workers`` does not apply to greenlets)."""
-        return _GreenletPool()
+        """A greenlet per request in progress, however many; ``max_workers`` of them
+        are kept for reuse once idle."""
+        return _GreenletPool(max_workers)
 
     def sleep(self, seconds: float) -> None:
         """Yield to other greenlets for ``seconds``."""
