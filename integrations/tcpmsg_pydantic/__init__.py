@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import sys
 import typing
 from collections import abc
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -68,9 +69,11 @@ def validation_error(exc: ValidationError) -> dict[str, Any]:
     return {"status": "error", "message": "Validation failed", "errors": errors}
 
 
-def _hints(func: Callable[..., Any]) -> dict[str, Any]:
+def _hints(func: Callable[..., Any], localns: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The resolved annotations; ``localns``: the namespace where the decorator was
+    applied, for types defined in a function (``from __future__ import annotations``)."""
     try:
-        return typing.get_type_hints(inspect.unwrap(func))
+        return typing.get_type_hints(inspect.unwrap(func), localns=localns)
     except Exception as exc:  # a NameError for a type defined out of reach, mostly
         raise TypeError(f"cannot read the annotations of {describe(func)}: {exc}") from None
 
@@ -116,7 +119,11 @@ def typed(func: F) -> F:
     :class:`TypeError` at once for annotations that cannot be resolved or that pydantic
     cannot build a schema for.
     """
-    hints = _hints(func)
+    return _typed(func, sys._getframe(1).f_locals)
+
+
+def _typed(func: F, localns: dict[str, Any]) -> F:
+    hints = _hints(func, localns)
     data_name, takes_ctx = _parameters(func)
     data_type = hints.get(data_name, Any) if data_name is not None else Any
     try:
@@ -184,7 +191,8 @@ class TypedRouter(Router):
         register = super().message(pattern)
 
         def typed_register(func: F) -> F:
-            register(typed(func) if _hints(func) else func)
+            localns = sys._getframe(1).f_locals  # where the handler is defined
+            register(_typed(func, localns) if _hints(func, localns) else func)
             return func
 
         return typed_register
@@ -194,7 +202,8 @@ class TypedRouter(Router):
         register = super().event(pattern)
 
         def typed_register(func: F) -> F:
-            register(typed(func) if _hints(func) else func)
+            localns = sys._getframe(1).f_locals  # where the handler is defined
+            register(_typed(func, localns) if _hints(func, localns) else func)
             return func
 
         return typed_register

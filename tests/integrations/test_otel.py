@@ -173,6 +173,31 @@ def test_every_binding(binding: Binding, provider: TracerProvider, exporter: InM
         check_server_spans(exporter, _Parent(holder), call)
 
 
+def test_traced_client_on_every_binding(
+    binding: Binding, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """``traced_client``: a CLIENT span per call (PRODUCER per event), the server's span
+    its child; a stream's span ends after its last item."""
+    router = traced_router(provider, is_async(binding))
+    with binding.serve(router) as srv, binding.connect(srv.port, on_dispatch=tcpmsg_otel.inject) as client:
+        client.raw = tcpmsg_otel.traced_client(client.raw, tracer_provider=provider)
+        client.send({"cmd": "inner"}, None)
+        assert list(client.stream("count", 2)) == [0, 1]
+        with pytest.raises(RemoteError):
+            client.send("fail", None)
+        client.emit("noted", None)
+        for name, kinds in (('{"cmd":"inner"}', {SpanKind.CLIENT, SpanKind.SERVER}),
+                            ("count", {SpanKind.CLIENT, SpanKind.SERVER}),
+                            ("noted", {SpanKind.PRODUCER, SpanKind.CONSUMER})):
+            pair = spans(exporter, name, 2)
+            assert {s.kind for s in pair} == kinds, name
+            ours, theirs = sorted(pair, key=lambda s: s.kind not in (SpanKind.CLIENT, SpanKind.PRODUCER))
+            assert theirs.parent is not None and theirs.parent.span_id == ours.context.span_id
+            assert ours.attributes["rpc.method"] == name
+        failed = [s for s in spans(exporter, "fail", 2) if s.kind is SpanKind.CLIENT]
+        assert failed[0].status.status_code is StatusCode.ERROR
+
+
 class _Parent:
     """The span context of the latest caller span (each call opens its own)."""
 

@@ -145,6 +145,25 @@ def test_typed_streams_close_the_handler_when_left_early() -> None:
     assert closed == ["sync", "async"]
 
 
+def test_types_defined_where_the_handler_is_decorated() -> None:
+    class Local(pydantic.BaseModel):  # a string annotation below (from __future__ import annotations)
+        n: int
+
+    router = TypedRouter()
+
+    @router.message("local")
+    def local(data: Local) -> Local:
+        return Local(n=data.n + 1)
+
+    @router.message("local.typed")
+    @typed
+    def local_typed(data: Local) -> int:
+        return data.n
+
+    client = TestClient(router)
+    assert client.send("local", {"n": "1"}) == {"n": 2} and client.send("local.typed", {"n": 5}) == 5
+
+
 class NotAModel:
     """Nothing pydantic can build a schema for."""
 
