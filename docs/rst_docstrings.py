@@ -20,31 +20,30 @@ _LITERAL = re.compile(r"(?<=\S)::(?=\n\n)")
 _FOR_TOOLS = ("__slots__", "__test__")  # read by Python and pytest, nothing a user calls
 
 
-def _target(obj: griffe.Object, name: str) -> str:
-    """The full path ``name`` means where ``obj`` is written, or ``name`` itself."""
-    head, _, rest = name.partition(".")
-    try:
-        path = obj.resolve(head)
-    except griffe.NameResolutionError:
-        return name
-    return f"{path}.{rest}" if rest else path
-
-
-def _link(obj: griffe.Object, match: re.Match[str]) -> str:
+def _link(obj: griffe.Object, match: re.Match[str], ours: set[str]) -> str:
+    """A role as a cross-reference to one of our objects, or as code (the standard library's)."""
     short, name, call = match.groups()
     title = (name.rsplit(".", 1)[-1] if short else name) + (call or "")
-    return f'<autoref identifier="{_target(obj, name)}" optional><code>{title}</code></autoref>'
+    head, _, rest = name.partition(".")
+    try:
+        path = obj.resolve(head) + (f".{rest}" if rest else "")
+    except griffe.NameResolutionError:
+        path = name
+    if path.split(".")[0] not in ours:
+        return f"<code>{title}</code>"
+    return f'<autoref identifier="{path}" optional><code>{title}</code></autoref>'
 
 
 class RstDocstrings(griffe.Extension):
     """Rewrites every docstring of a package once it is loaded."""
 
-    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+    def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
+        ours = set(loader.modules_collection.members)
         todo: list[griffe.Object] = [pkg]
         while todo:  # the objects defined in the package: a tree (aliases are left out)
             obj = todo.pop()
             if obj.docstring is not None:
-                text = _ROLE.sub(lambda m, o=obj: _link(o, m), obj.docstring.value)
+                text = _ROLE.sub(lambda m, o=obj: _link(o, m, ours), obj.docstring.value)
                 obj.docstring.value = _LITERAL.sub(":", text)
             for name in _FOR_TOOLS:
                 if name in obj.members:
