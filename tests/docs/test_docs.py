@@ -20,6 +20,7 @@ TIMEOUT = 60
 
 PAGES = sorted(DOCS.rglob("*.md"))
 
+FRAGMENT = "<!-- no-run -->"
 _FENCE = re.compile(r"^(<!-- no-run -->\n\n)?```python([^\n]*)\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 
 
@@ -29,7 +30,7 @@ def code_blocks() -> list[tuple[str, str, str]]:
         text = path.read_text(encoding="utf-8")
         for match in _FENCE.finditer(text):
             line = text.count("\n", 0, match.start()) + 1
-            info = "no-run" if match.group(1) else match.group(2).strip()
+            info = FRAGMENT if match.group(1) else match.group(2).strip()
             blocks.append((f"{path.relative_to(ROOT)}:{line}", info, match.group(3)))
     return blocks
 
@@ -38,18 +39,18 @@ BLOCKS = code_blocks()
 
 
 def test_docs_have_code() -> None:
-    assert len([b for b in BLOCKS if b[1] != "no-run"]) >= 10
+    assert len([b for b in BLOCKS if b[1] != FRAGMENT]) >= 10
 
 
 def test_few_fragments() -> None:
-    fragments = [name for name, info, _ in BLOCKS if info == "no-run"]
+    fragments = [name for name, info, _ in BLOCKS if info == FRAGMENT]
     assert len(fragments) <= max(3, len(BLOCKS) // 5), fragments
 
 
 @pytest.mark.parametrize(("name", "info", "code"), BLOCKS, ids=[b[0] for b in BLOCKS])
 def test_block_runs(name: str, info: str, code: str, tmp_path: Path) -> None:
-    if info == "no-run":
-        pytest.skip("a fragment marked no-run")
+    if info == FRAGMENT:
+        pytest.skip("a fragment marked <!-- no-run -->")
     assert info == "", f"{name}: unknown fence info {info!r} (a fragment: <!-- no-run --> before the fence)"
     script = tmp_path / "block.py"
     script.write_text(code, encoding="utf-8")
