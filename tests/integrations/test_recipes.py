@@ -83,3 +83,53 @@ def test_gunicorn_gevent_workers_start_with_the_backend_down(tmp_path: Path) -> 
             proc.wait(5)
         log.close()
     assert proc.returncode == 0, (tmp_path / "gunicorn.log").read_text()
+
+
+@pytest.mark.timeout(90)
+def test_celery_prefork_workers_one_client_each(tmp_path: Path) -> None:
+    """A real ``celery worker`` (prefork, 2 processes) on kombu's filesystem transport; a
+    task sent while the backend is down is retried until it comes up."""
+    pytest.importorskip("celery")
+    backend_port = free_port()
+    env = dict(os.environ, BACKEND_PORT=str(backend_port), CELERY_DIR=str(tmp_path / "celery"),
+               PYTHONPATH=os.pathsep.join([str(ROOT / "examples" / "recipes"), str(ROOT), str(ROOT / "bindings"),
+                                           os.environ.get("PYTHONPATH", "")]))
+    log = (tmp_path / "celery.log").open("wb")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool", "prefork", "-c", "2",
+         "--loglevel", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        env=env, stdout=log, stderr=log, cwd=tmp_path,
+    )
+    logged = (tmp_path / "celery.log").read_text
+
+    def wait_for(text: str) -> None:
+        deadline = time.monotonic() + 40
+        while text not in logged():
+            assert worker.poll() is None and time.monotonic() < deadline, logged()
+            time.sleep(0.05)
+
+    try:
+        wait_for("ready.")
+        sender = subprocess.run(  # the caller in a process of its own, as a web app would be
+            [sys.executable, "-c", "import celery_app; print(celery_app.total.delay(1, 2).id)"],
+            env=env, capture_output=True, text=True, timeout=30,
+        )
+        assert sender.returncode == 0, sender.stderr
+        wait_for("Retry in")  # nothing listens: the task failed with an OSError, retried
+        with tcpmsg_threads.serve(router, "127.0.0.1", backend_port):
+            got = subprocess.run(
+                [sys.executable, "-c", f"import celery_app, json; print(json.dumps("
+                 f"celery_app.app.AsyncResult({sender.stdout.strip()!r}).get(timeout=40)))"],
+                env=env, capture_output=True, text=True, timeout=60,
+            )
+        assert got.returncode == 0, got.stderr + logged()
+        reply = json.loads(got.stdout)
+        assert reply["sum"] == 3 and reply["worker"] != worker.pid
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(5)
+        log.close()
