@@ -79,6 +79,9 @@ def _shortest_digits(number: float) -> tuple[str, int]:
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# What repr writes for a float JavaScript writes otherwise ("1.0", "1e-05", "1e+16"),
+# and, rarely, the same characters inside a string: a superset, checked on the value.
+_PYTHON_ONLY_FLOAT_TEXT = re.compile(r"[0-9](?:\.0(?![0-9])|e[+-])")
 
 
 def _escape_surrogate(match: re.Match[str]) -> str:
@@ -110,9 +113,10 @@ class JsonCodec:
         except (TypeError, ValueError, RecursionError) as exc:
             where = locate_unserializable(value, "value")
             raise UnserializableError(where or f"cannot send {type(value).__name__} as JSON: {exc}") from None
-        # Every float Python writes otherwise than JavaScript has ".", "+" or "-" in its
-        # text: a C-speed filter on the text, then a look at the value's floats.
-        if ("." in text or "+" in text or "-" in text) and _has_python_only_float(value):
+        # Every float Python writes otherwise than JavaScript has a digit then ".0" at its
+        # end or "e+"/"e-" in its text: a filter on the text, then a look at the value's
+        # floats only when the text has one (NestJS's request ids have "-" but rarely these).
+        if _PYTHON_ONLY_FLOAT_TEXT.search(text) is not None and _has_python_only_float(value):
             text = _js_dumps(value)
         if not text.isascii():
             try:
