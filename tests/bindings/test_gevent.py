@@ -10,6 +10,7 @@ sleep, a close waiting for its reader) stalls the whole test and fails it on tim
 
 from __future__ import annotations
 
+import contextvars
 import socket
 import ssl
 import time
@@ -193,7 +194,11 @@ def test_handler_greenlets_are_reused_and_never_queue_behind_a_waiting_one() -> 
     ran: list[tuple[str, Any]] = []
     release = gevent.event.Event()
 
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="")
+
     def work(name: str, wait: bool) -> None:
+        assert var.get() == ""  # nothing a previous call set on a reused greenlet
+        var.set(name)
         if wait:
             release.wait(5)
         ran.append((name, gevent.getcurrent()))

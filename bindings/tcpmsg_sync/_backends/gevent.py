@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import socket as _stdsocket
 import time
 from collections.abc import Callable
@@ -53,6 +54,7 @@ class _GreenletPool:
             if work is None:
                 return
             fn, args = work
+            current.gr_context = contextvars.Context()  # as empty as a new greenlet's
 
     def submit(self, fn: Callable[..., object], *args: Any) -> None:
         """Run ``fn(*args)`` in an idle greenlet, or a new one."""
