@@ -14,6 +14,11 @@ in each configuration:
   differs);
 - ``prometheus``: ``tcpmsg_prometheus.Metrics`` middleware (its own registry).
 
+The client side is measured too, in process: a no-op client middleware
+(``sansio_tcpmsg.calls.intercept``), ``tcpmsg_pydantic.typed_client`` (a model sent,
+``result_type=`` the model), ``tcpmsg_otel.traced_client`` and
+``tcpmsg_prometheus.Metrics.client``.
+
 Two measures, both CPU time (user + system) per request, less noisy than rates on a
 shared machine:
 
@@ -124,6 +129,56 @@ def in_process(config: str, requests: int) -> float:
     return (time.process_time() - started) / requests * 1e6
 
 
+def client_side(config: str, requests: int) -> float:
+    """CPU µs per request through TestClient wrapped as a client of that configuration
+    (the server side plain): ``intercept`` with a no-op, ``typed_client`` sending a model
+    and asking for one back, ``traced_client``, ``Metrics.client``."""
+    from sansio_tcpmsg.calls import intercept
+    from sansio_tcpmsg.testing import TestClient
+
+    raw = TestClient(build("none", False))
+    data: Any = ORDER
+    options: dict[str, Any] = {}
+    if config == "noop":
+        client: Any = intercept(raw, lambda call, call_next: call_next(call))
+    elif config == "typed":
+        from pydantic import BaseModel
+        from tcpmsg_pydantic import typed_client
+
+        class Order(BaseModel):
+            id: int
+            items: list[str]
+            total: float
+            note: str
+
+        client, data, options = typed_client(raw), Order(**ORDER), {"result_type": Order}
+    elif config == "otel":
+        import tcpmsg_otel
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+        class Drop(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(Drop()))
+        client = tcpmsg_otel.traced_client(raw, tracer_provider=provider)
+    elif config == "prometheus":
+        from prometheus_client import CollectorRegistry
+        from tcpmsg_prometheus import Metrics
+
+        client = Metrics(registry=CollectorRegistry()).client(raw)
+    else:
+        client = raw
+    for _ in range(200):
+        client.send({"cmd": "order"}, data, **options)
+    started = time.process_time()
+    for _ in range(requests):
+        client.send({"cmd": "order"}, data, **options)
+    return (time.process_time() - started) / requests * 1e6
+
+
 def answer_cpu() -> None:
     """Child: each line read from stdin is answered with the process's CPU time (exact,
     where /proc counts 10 ms ticks); returns when stdin closes."""
@@ -209,6 +264,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--bindings", default="threads,anyio")
+    parser.add_argument("--in-process-only", action="store_true", help="skip the servers over loopback")
     parser.add_argument("--serve", nargs=2, metavar=("CONFIG", "BINDING"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -216,6 +272,11 @@ def main() -> None:
         return
     print(measure("In process (TestClient: client + server halves, no sockets)",
                   lambda c: in_process(c, args.requests), args.repeat))
+    print()
+    print(measure("Client side, in process (TestClient wrapped by the client integrations)",
+                  lambda c: client_side(c, args.requests), args.repeat))
+    if args.in_process_only:
+        return
     for binding in args.bindings.split(","):
         print()
         print(measure(f"Server process, {binding}, loopback, 8 callers on one threads client",
