@@ -55,6 +55,20 @@ ORDER = {"id": 7, "items": ["a", "b"], "total": 12.5, "note": "gift"}
 TRACEPARENT = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
 
 
+def dropping_provider() -> Any:
+    """An SDK tracer provider whose spans are processed, then dropped (no I/O)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Drop()))
+    return provider
+
+
 def build(config: str, asynchronous: bool) -> Router:
     """The router of one configuration (async middleware for the anyio server)."""
     if config == "typed":
@@ -96,15 +110,8 @@ def build(config: str, asynchronous: bool) -> Router:
             router.use(noop)
     elif config == "otel":
         import tcpmsg_otel
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-        class Drop(SpanExporter):
-            def export(self, spans: Any) -> SpanExportResult:
-                return SpanExportResult.SUCCESS
-
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(Drop()))
+        provider = dropping_provider()
         make = tcpmsg_otel.async_middleware if asynchronous else tcpmsg_otel.middleware
         router.use(make(tracer_provider=provider))
     elif config == "prometheus":
@@ -154,16 +161,8 @@ def client_side(config: str, requests: int) -> float:
         client, data, options = typed_client(raw), Order(**ORDER), {"result_type": Order}
     elif config == "otel":
         import tcpmsg_otel
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-        class Drop(SpanExporter):
-            def export(self, spans: Any) -> SpanExportResult:
-                return SpanExportResult.SUCCESS
-
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(Drop()))
-        client = tcpmsg_otel.traced_client(raw, tracer_provider=provider)
+        client = tcpmsg_otel.traced_client(raw, tracer_provider=dropping_provider())
     elif config == "prometheus":
         from prometheus_client import CollectorRegistry
         from tcpmsg_prometheus import Metrics

@@ -36,6 +36,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM by pid (a graceful stop), SIGKILL after 20 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def get(url: str) -> tuple[int, Any]:
     try:
         with urllib.request.urlopen(url, timeout=10) as reply:
@@ -75,12 +85,7 @@ def test_gunicorn_gevent_workers_start_with_the_backend_down(tmp_path: Path) -> 
             assert proc.pid not in workers and 1 <= len(workers) <= 2
             assert backend.connections == len(workers)  # one connection per worker, opened after the fork
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc)
         log.close()
     assert proc.returncode == 0, (tmp_path / "gunicorn.log").read_text()
 
@@ -126,10 +131,5 @@ def test_celery_prefork_workers_one_client_each(tmp_path: Path) -> None:
         reply = json.loads(got.stdout)
         assert reply["sum"] == 3 and reply["worker"] != worker.pid
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(5)
+        stop(worker)
         log.close()
