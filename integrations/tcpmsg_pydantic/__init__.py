@@ -72,8 +72,13 @@ def validation_error(exc: ValidationError) -> dict[str, Any]:
 def _hints(func: Callable[..., Any], localns: dict[str, Any] | None = None) -> dict[str, Any]:
     """The resolved annotations; ``localns``: the namespace where the decorator was
     applied, for types defined in a function (``from __future__ import annotations``)."""
+    target: Any = inspect.unwrap(func)
+    if isinstance(target, functools.partial):
+        target = target.func
+    elif not inspect.isroutine(target):
+        target = type(target).__call__  # an object with a __call__: its method's annotations
     try:
-        return typing.get_type_hints(inspect.unwrap(func), localns=localns)
+        return typing.get_type_hints(target, localns=localns)
     except Exception as exc:  # a NameError for a type defined out of reach, mostly
         raise TypeError(f"cannot read the annotations of {describe(func)}: {exc}") from None
 

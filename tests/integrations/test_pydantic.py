@@ -164,6 +164,31 @@ def test_types_defined_where_the_handler_is_decorated() -> None:
     assert client.send("local", {"n": "1"}) == {"n": 2} and client.send("local.typed", {"n": 5}) == 5
 
 
+class Doubler:
+    """A handler that is an object with a ``__call__``."""
+
+    def __call__(self, data: list[int]) -> list[int]:
+        return [n * 2 for n in data]
+
+
+def test_callable_objects_and_partials() -> None:
+    import functools
+
+    def scale(factor: int, data: list[int]) -> list[int]:
+        return [n * factor for n in data]
+
+    def untyped_object(data, ctx):  # type: ignore[no-untyped-def]
+        return data
+
+    router = TypedRouter()
+    router.message("double")(Doubler())
+    router.message("triple")(functools.partial(scale, 3))
+    router.message("plain")(functools.partial(untyped_object))
+    client = TestClient(router)
+    assert client.send("double", ["1", 2]) == [2, 4] and client.send("triple", [1]) == [3]
+    assert client.send("plain", "x") == "x"
+
+
 class NotAModel:
     """Nothing pydantic can build a schema for."""
 
