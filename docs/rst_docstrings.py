@@ -4,7 +4,8 @@ The docstrings are read by ``help()`` as much as by the site, so they keep the S
 spelling: roles (:class:`Server`) and literal blocks announced by ``::``. Markdown would
 show both as written; this turns each role into an optional cross-reference (a link when
 the site documents the target, code otherwise) and ``text::`` into ``text:`` (the indented
-block after it is a code block in Markdown too). Members without a docstring are shown
+block after it is a code block in Markdown too), and the first paragraph, wrapped in the
+source, on one line (the summary tables show a first line). Members without a docstring are shown
 (attributes such as ``Server.port``, enum members), except the few that only tools read.
 """
 
@@ -18,6 +19,16 @@ import griffe
 _ROLE = re.compile(r":(?:class|func|meth|attr|mod|exc|data|obj):`(~?)([\w.]+)(\(\))?`")
 _LITERAL = re.compile(r"(?<=\S)::(?=\n\n)")
 _FOR_TOOLS = ("__slots__", "__test__")  # read by Python and pytest, nothing a user calls
+_NOT_PROSE = re.compile(r"^(\s|[-*|>]|\d+\.)")  # a list, table, quote or indented block
+
+
+def _one_line_summary(text: str) -> str:
+    """The first paragraph on one line: the summary tables show only a docstring's first line."""
+    first, sep, rest = text.partition("\n\n")
+    lines = first.split("\n")
+    if any(_NOT_PROSE.match(line) for line in lines[1:]):
+        return text
+    return " ".join(lines) + sep + rest
 
 
 def _link(obj: griffe.Object, match: re.Match[str], ours: set[str]) -> str:
@@ -44,7 +55,7 @@ class RstDocstrings(griffe.Extension):
             obj = todo.pop()
             if obj.docstring is not None:
                 text = _ROLE.sub(lambda m, o=obj: _link(o, m, ours), obj.docstring.value)
-                obj.docstring.value = _LITERAL.sub(":", text)
+                obj.docstring.value = _one_line_summary(_LITERAL.sub(":", text))
             for name in _FOR_TOOLS:
                 if name in obj.members:
                     obj.del_member(name)
