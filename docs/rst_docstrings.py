@@ -11,6 +11,7 @@ source, on one line (the summary tables show a first line). Members without a do
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -51,12 +52,12 @@ class RstDocstrings(griffe.Extension):
     def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
         ours = set(loader.modules_collection.members)
         todo: list[griffe.Object] = [pkg]
-        while todo:  # the objects defined in the package: a tree (aliases are left out)
+        while todo:  # the objects defined in the package: a tree (aliases, imported names, left out)
             obj = todo.pop()
             if obj.docstring is not None:
-                text = _ROLE.sub(lambda m, o=obj: _link(o, m, ours), obj.docstring.value)
+                text = _ROLE.sub(functools.partial(_link, obj, ours=ours), obj.docstring.value)
                 obj.docstring.value = _one_line_summary(_LITERAL.sub(":", text))
             for name in _FOR_TOOLS:
                 if name in obj.members:
                     obj.del_member(name)
-            todo.extend(m for m in obj.members.values() if not m.is_alias)
+            todo.extend(m for m in obj.members.values() if isinstance(m, griffe.Object))
