@@ -30,10 +30,11 @@ def core(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     """mypy --strict on the core and every binding."""
-    session.install("-e", ".[all,test,pydantic,otel,prometheus]", "mypy")
+    session.install("-e", ".[all,test,pydantic,otel,prometheus,orjson]", "mypy")
     session.run("mypy", "--strict", "sansio_tcpmsg", "bindings/tcpmsg_anyio", "bindings/tcpmsg_gevent", "bindings/tcpmsg_sockopts",
                 "bindings/tcpmsg_threads", "bindings/tcpmsg_sync", "tcpmsg",
-                "integrations/tcpmsg_pydantic", "integrations/tcpmsg_otel", "integrations/tcpmsg_prometheus")
+                "integrations/tcpmsg_pydantic", "integrations/tcpmsg_otel", "integrations/tcpmsg_prometheus",
+                "integrations/tcpmsg_orjson")
 
 
 @nox.session
@@ -68,7 +69,7 @@ def interop(session: nox.Session) -> None:
 
 @nox.session
 def integrations(session: nox.Session) -> None:
-    """tcpmsg_pydantic, tcpmsg_otel, tcpmsg_prometheus and the recipes (FastAPI, Flask,
+    """tcpmsg_pydantic, tcpmsg_otel, tcpmsg_prometheus, tcpmsg_orjson and the recipes (FastAPI, Flask,
     gunicorn, ...) on every binding and against real NestJS 12."""
     session.install("-e", ".[all,test,test-integrations]")
     session.run("pytest", "tests/integrations", "-p", "no:cacheprovider", *session.posargs)

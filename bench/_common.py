@@ -14,7 +14,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-for _p in (REPO / "bindings", REPO):
+for _p in (REPO / "integrations", REPO / "bindings", REPO):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
@@ -29,10 +29,23 @@ FUTURES = ("threads-futures", "gevent-futures")
 NEST_MAJOR = 12
 
 
+def codec() -> Any:
+    """The codec our servers and clients use: ``TCPMSG_BENCH_CODEC=orjson`` picks
+    ``tcpmsg_orjson.OrjsonCodec``; unset or ``json``, the default (None)."""
+    name = os.environ.get("TCPMSG_BENCH_CODEC", "json")
+    if name == "json":
+        return None
+    if name == "orjson":
+        from tcpmsg_orjson import OrjsonCodec
+
+        return OrjsonCodec()
+    raise SystemExit(f"TCPMSG_BENCH_CODEC: unknown codec {name!r} (json, orjson)")
+
+
 def python_env() -> dict[str, str]:
     """Environment for a Python child: the checkout on PYTHONPATH."""
     env = dict(os.environ)
-    parts = [str(REPO / "bindings"), str(REPO)]
+    parts = [str(REPO / "integrations"), str(REPO / "bindings"), str(REPO)]
     if env.get("PYTHONPATH"):
         parts.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(parts)

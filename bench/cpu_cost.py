@@ -2,6 +2,7 @@
 
     python bench/cpu_cost.py [--side server|client|both] [--models asyncio,trio,gevent,threads]
                              [--payloads small,1k] [--concurrency 64] [--duration 2] [--repeat 3]
+                             [--codec json|orjson]
 
 requests/s is noise on a shared machine; CPU time per request is not (much). For each
 concurrency model M this runs, side by side and interleaved per repetition:
@@ -87,6 +88,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=2.0)
     ap.add_argument("--warmup", type=float, default=0.7)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--codec", default="json", choices=("json", "orjson"),
+                    help="our servers' and clients' codec (orjson: tcpmsg_orjson.OrjsonCodec)")
     ap.add_argument("--json", help="also write the raw figures to this file")
     args = ap.parse_args()
     models = [m for m in args.models.split(",") if m]
@@ -98,7 +101,7 @@ def main() -> None:
              for p in payloads]
     sides = ("server", "client") if args.side == "both" else (args.side,)
     env_node = dict(os.environ, NODE_PATH=str(nest_modules()), NODE_NO_WARNINGS="1")
-    env_py = _common.python_env()
+    env_py = dict(_common.python_env(), TCPMSG_BENCH_CODEC=args.codec)
     # runs[(side, model, "ours"|"ceiling")] = one list of per-cell results per repetition
     runs: dict[tuple[str, str, str], list[list[dict[str, float]]]] = {}
     for rep in range(args.repeat):
@@ -123,7 +126,7 @@ def main() -> None:
                     nest.stop()
     print(f"CPU µs per request, c={args.concurrency}, {args.duration} s windows after {args.warmup} s warm-up, "
           f"median of {args.repeat}; servers driven by the NestJS load driver, clients against the NestJS "
-          f"server. Ratio = ours / ceiling (lower is better).\n")
+          f"server; our codec: {args.codec}. Ratio = ours / ceiling (lower is better).\n")
     print("| side | model | payload | ours µs | ceiling µs | ours/ceiling |")
     print("| --- | --- | --- | ---: | ---: | ---: |")
     table = []

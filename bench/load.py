@@ -85,7 +85,8 @@ def run_anyio(backend: str, host: str, port: int, uvloop: bool, tls: ssl.SSLCont
     import tcpmsg_anyio
 
     def connect() -> Any:
-        return tcpmsg_anyio.connect(host, port, timeout=30.0, tls=tls, server_hostname="localhost")
+        return tcpmsg_anyio.connect(host, port, timeout=30.0, tls=tls, server_hostname="localhost",
+                                    codec=_common.codec())
 
     async def call(client: Any, cell: Cell) -> None:
         kind = cell.kind
@@ -182,7 +183,7 @@ def run_sync(binding: str, host: str, port: int, tls: ssl.SSLContext | None) -> 
                 t.join()
 
     def connect() -> Any:
-        return mod.connect(host, port, timeout=30.0, tls=tls, server_hostname="localhost")
+        return mod.connect(host, port, timeout=30.0, tls=tls, server_hostname="localhost", codec=_common.codec())
 
     def call(client: Any, cell: Cell) -> None:
         kind = cell.kind
@@ -238,7 +239,7 @@ def run_futures(binding: str, host: str, port: int, tls: ssl.SSLContext | None) 
     else:
         import tcpmsg_threads as mod  # type: ignore[no-redef]
 
-    with mod.connect(host, port, timeout=30.0, tls=tls, server_hostname="localhost") as client:
+    with mod.connect(host, port, timeout=30.0, tls=tls, server_hostname="localhost", codec=_common.codec()) as client:
         sys.stdout.write("READY\n")
         sys.stdout.flush()
         for cmd in commands():

@@ -6,7 +6,7 @@
 Handlers: ``echo`` (returns its data), the event ``tick`` (counts), ``ticks`` (returns
 how many ``tick`` events were handled so far) and ``items`` (streams ``data["item"]``
 ``data["n"]`` times). Prints ``LISTENING <port>`` once bound, then serves until killed
-(SIGTERM). ``anyio-asyncio`` uses uvloop when it is installed (``--no-uvloop`` to turn it off).
+(SIGTERM). ``TCPMSG_BENCH_CODEC=orjson`` serves with ``tcpmsg_orjson.OrjsonCodec``. ``anyio-asyncio`` uses uvloop when it is installed (``--no-uvloop`` to turn it off).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import Any
 
-import _common  # noqa: F401  (import paths)
+import _common
 
 from sansio_tcpmsg import Router
 
@@ -68,7 +68,7 @@ def main() -> None:
                 yield item
 
         async def run() -> None:
-            async with tcpmsg_anyio.serve(router, args.host, args.port, tls=tls) as server:
+            async with tcpmsg_anyio.serve(router, args.host, args.port, tls=tls, codec=_common.codec()) as server:
                 _listening(server.port)
                 await server.serve_forever()
 
@@ -110,7 +110,7 @@ def main() -> None:
         for _ in range(data["n"]):
             yield item
 
-    with mod.serve(router, args.host, args.port, tls=tls) as server:
+    with mod.serve(router, args.host, args.port, tls=tls, codec=_common.codec()) as server:
         _listening(server.port)
         server.serve_forever()
 
