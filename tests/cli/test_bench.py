@@ -178,12 +178,29 @@ def test_against_nestjs(nestjs: str) -> None:
     assert status == 1 and rep["errors"]["timeout"] >= 2 and rep["requests"] == 0
 
 
+def _first_request_done(server: Served, pattern: str) -> None:
+    """Wait (bounded) for the server's DEBUG line of a finished ``pattern`` request."""
+    assert server.proc.stderr is not None
+    fd, want = server.proc.stderr.fileno(), f"request {pattern!r}".encode()
+    deadline = time.monotonic() + 30
+    seen = b""
+    while want not in seen and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.5)[0]:
+            chunk = os.read(fd, 65536)  # the raw pipe: no buffered line select cannot see
+            if not chunk:
+                break
+            seen += chunk
+    assert want in seen, seen.decode(errors="replace")
+
+
 def test_server_going_away_counts_connection_errors(tmp_path: Path) -> None:
-    server = start_serve(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "tcpmsg", "bench", server.address, "slow", "1", "-c", "3",
-                             "-d", "3", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    server = start_serve(tmp_path, "--log-level", "DEBUG")
+    proc = subprocess.Popen([sys.executable, "-m", "tcpmsg", "bench", server.address, "slow", "0.5", "-c", "3",
+                             "-d", "5", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        time.sleep(1.0)
+        # Not a fixed sleep: on a busy machine the bench may not have connected yet. Once a
+        # call has finished, the bench keeps its 3 calls in flight: the kill loses them all.
+        _first_request_done(server, "slow")
         server.proc.kill()  # by its pid: every call in flight is lost with the connection
         out, err = proc.communicate(timeout=60)
     finally:
@@ -194,7 +211,7 @@ def test_server_going_away_counts_connection_errors(tmp_path: Path) -> None:
     rep = json.loads(out)
     assert proc.returncode == 1
     assert rep["errors"]["connection"] == 3, rep
-    assert rep["duration_s"] < 2.5  # ends once every connection is gone
+    assert rep["duration_s"] < 4  # ends once every connection is gone, not after -d 5
 
 
 def test_bad_arguments_and_refused_connection(served: Served) -> None:
