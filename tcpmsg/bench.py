@@ -34,6 +34,7 @@ from sansio_tcpmsg import (
 )
 from sansio_tcpmsg.diagnose import connect_error
 
+from . import arguments
 from .output import dumps
 
 __all__ = ["DESCRIPTION", "BenchConfig", "BenchResult", "add_arguments", "cmd_bench", "format_report", "run_bench"]
@@ -414,39 +415,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``tcpmsg bench`` beside the address, pattern, data and TLS ones."""
-    parser.add_argument("-c", "--concurrency", type=_positive_int, default=64, metavar="N",
+    parser.add_argument("-c", "--concurrency", type=arguments.count, default=64, metavar="N",
                         help="calls in flight in all (default: 64)")
-    parser.add_argument("-d", "--duration", type=_positive_seconds, default=10.0, metavar="SECONDS",
+    parser.add_argument("-d", "--duration", type=arguments.positive_seconds, default=10.0, metavar="SECONDS",
                         help="how long to measure (default: 10)")
-    parser.add_argument("--connections", type=_positive_int, default=1, metavar="N",
+    parser.add_argument("--connections", type=arguments.count, default=1, metavar="N",
                         help="connections to spread the calls over (default: 1; at most -c)")
-    parser.add_argument("--warmup", type=_seconds, default=0.0, metavar="SECONDS",
+    parser.add_argument("--warmup", type=arguments.seconds, default=0.0, metavar="SECONDS",
                         help="run this long before measuring (default: 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more: {text!r}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = _seconds(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
-    return value

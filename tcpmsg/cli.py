@@ -50,7 +50,7 @@ from sansio_tcpmsg import (
 from sansio_tcpmsg.handlers import UnsupportedHandler
 from sansio_tcpmsg.health import HEALTH_ROUTE
 
-from . import bench
+from . import arguments, bench
 from .output import dumps, say
 
 __all__ = ["EXIT_CONNECTION", "EXIT_REMOTE", "EXIT_TIMEOUT", "EXIT_USAGE", "main"]
@@ -132,36 +132,6 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, port
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be zero or a positive number of seconds: {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
 def _keepalive(text: str) -> Keepalive | bool:
     """``on``, ``off``, or ``IDLE,INTERVAL,COUNT`` in seconds and probes."""
     if text in ("on", "off"):
@@ -222,9 +192,9 @@ def _add_client_args(parser: argparse.ArgumentParser, *, data: bool = True, time
                             help="send DATA as a string, whatever it looks like (e.g. 2024-01-01, [draft])")
     parser.add_argument("--metadata", metavar="JSON", help="metadata to attach (NestJS 12 reads it with ctx.getMetadata())")
     if timeout:
-        parser.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+        parser.add_argument("--timeout", type=arguments.positive_seconds, default=30.0, metavar="SECONDS",
                             help="give up when no (final) reply came after this long (default: 30)")
-    parser.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+    parser.add_argument("--connect-timeout", type=arguments.positive_seconds, default=10.0, metavar="SECONDS",
                         help="give up connecting after this long (default: 10)")
     _add_tls(parser, server=False)
 
@@ -276,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                    help="logging level on stderr (default: INFO)")
     group = p.add_argument_group("deployment")
-    group.add_argument("--workers", type=_count, default=1, metavar="N",
+    group.add_argument("--workers", type=arguments.count, default=1, metavar="N",
                        help="run N worker processes sharing the port (SO_REUSEPORT); a worker that dies is "
                        "restarted, SIGTERM/SIGINT drain them all (default: 1, no worker process)")
     group.add_argument("--reuse-port", action="store_true",
@@ -286,9 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "handlers see the original client's address; connections without one are refused")
     group.add_argument("--keepalive", type=_keepalive, default=True, metavar="on|off|IDLE,INTERVAL,COUNT",
                        help="TCP keepalive on accepted connections (default: on, 60,10,6)")
-    group.add_argument("--grace", type=_seconds, default=5.0, metavar="SECONDS",
+    group.add_argument("--grace", type=arguments.seconds, default=5.0, metavar="SECONDS",
                        help="on SIGTERM/SIGINT, how long in-flight requests may take to finish (default: 5)")
-    group.add_argument("--drain-delay", type=_seconds, default=0.0, metavar="SECONDS",
+    group.add_argument("--drain-delay", type=arguments.seconds, default=0.0, metavar="SECONDS",
                        help="on SIGTERM/SIGINT, first answer health checks with 'draining' for this long while "
                        "serving as usual, so a balancer stops sending (default: 0)")
     p.add_argument("--monkey-patch", action="store_true",
@@ -304,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "which proves it alive too), 1 when it answers that it is draining, 3 when it cannot be "
                        "reached, 4 on timeout. For Kubernetes exec probes and scripts.")
     p.add_argument("address", metavar="[HOST:]PORT", help="where the service listens (host defaults to localhost)")
-    p.add_argument("--timeout", type=_positive_float, default=5.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=arguments.positive_seconds, default=5.0, metavar="SECONDS",
                    help="give up after this long, connecting included (default: 5)")
     _add_tls(p, server=False)
     p.set_defaults(func=cmd_ping)
