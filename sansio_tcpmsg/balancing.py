@@ -25,8 +25,9 @@ binding must do comes out of :meth:`Balancer.actions` (:class:`Connect`, :class:
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +42,13 @@ __all__ = [
     "EndpointChanged",
     "EndpointInfo",
     "EndpointState",
+    "PoolOptions",
     "PooledConnection",
     "Resolve",
     "Strategy",
     "may_resend",
     "parse_endpoints",
+    "pool_options",
     "pool_targets",
 ]
 
@@ -217,6 +220,61 @@ def pool_targets(host: str | None, port: int | None,
             and options.get("resolve_interval") is None):
         return None
     return parse_endpoints([(host or "localhost", 3000 if port is None else port)])
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """What a pooled client makes of ``connect(...)``'s options (see :func:`pool_options`).
+
+    ``member_options`` go to each pooled connection's own client; ``new_balancer(now=t)``
+    is a fresh :class:`Balancer` for the pool's targets and options; ``resolver`` is the
+    caller's ``(host, port) -> [address, ...]``, or None for the binding's own.
+    """
+
+    member_options: dict[str, Any]
+    new_balancer: Callable[..., Balancer]
+    timeout: float | None
+    connect_timeout: float | None
+    lazy: bool
+    resolver: Callable[[str, int], Sequence[str]] | None
+    on_status: Callable[[EndpointInfo], object] | None
+
+
+def pool_options(
+    targets: list[tuple[str, int]],
+    accepted: Iterable[str],
+    *,
+    pool_size: int = 1,
+    max_connection_age: float | None = None,
+    resolve_interval: float | None = None,
+    balance: str = "round_robin",
+    backoff_max: float = 5.0,
+    resolver: Callable[[str, int], Sequence[str]] | None = None,
+    on_status: Callable[[EndpointInfo], object] | None = None,
+    timeout: float | None = 30.0,
+    connect_timeout: float | None = 10.0,
+    retry_delay: float = 0.1,
+    retries: int = 0,
+    lazy: bool = False,
+    **options: Any,
+) -> PoolOptions:
+    """Split a pooled client's ``connect(...)`` options (what :func:`pool_targets` left)
+    into the pool's own and its connections' (``accepted`` names what a connection's
+    client takes; anything else is a ``TypeError`` naming it). ``retry_delay`` is the
+    pool's first backoff; ``retries`` is dropped: a pool retries by itself, forever.
+    ``lazy`` is the pool's own: its connections are opened in the background."""
+    unknown = set(options) - set(accepted)
+    if unknown:
+        raise TypeError(f"connect() got unexpected keyword arguments {sorted(unknown)}")
+    del retries
+    return PoolOptions(
+        member_options=dict(options, timeout=timeout, connect_timeout=connect_timeout),
+        new_balancer=functools.partial(
+            Balancer, targets, pool_size=pool_size, strategy=balance, backoff=retry_delay,
+            backoff_max=backoff_max, max_connection_age=max_connection_age,
+            resolve_interval=resolve_interval),
+        timeout=timeout, connect_timeout=connect_timeout, lazy=lazy, resolver=resolver,
+        on_status=on_status)
 
 
 def _is_address(host: str) -> bool:

@@ -13,9 +13,9 @@ import functools
 import inspect
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -23,7 +23,6 @@ from anyio.abc import TaskGroup
 from sansio_tcpmsg import ConnectionClosedError, ConnectionStatus
 from sansio_tcpmsg.balancing import (
     Action,
-    Balancer,
     Close,
     Connect,
     EndpointChanged,
@@ -31,6 +30,7 @@ from sansio_tcpmsg.balancing import (
     PooledConnection,
     Resolve,
     may_resend,
+    pool_options,
     pool_targets,
 )
 
@@ -72,39 +72,17 @@ class PooledClient:
     thread); by default names are resolved with ``anyio.getaddrinfo``.
     """
 
-    def __init__(
-        self,
-        member: type[Client],
-        targets: list[tuple[str, int]],
-        *,
-        pool_size: int = 1,
-        max_connection_age: float | None = None,
-        resolve_interval: float | None = None,
-        balance: str = "round_robin",
-        backoff_max: float = 5.0,
-        resolver: Callable[[str, int], Sequence[str]] | None = None,
-        on_status: Callable[[EndpointInfo], object] | None = None,
-        timeout: float | None = 30.0,
-        connect_timeout: float = 10.0,
-        retry_delay: float = 0.1,
-        retries: int = 0,
-        lazy: bool = False,
-        **options: Any,
-    ) -> None:
-        unknown = set(options) - set(inspect.signature(member).parameters)
-        if unknown:
-            raise TypeError(f"connect() got unexpected keyword arguments {sorted(unknown)}")
+    def __init__(self, member: type[Client], targets: list[tuple[str, int]], **options: Any) -> None:
+        pool = pool_options(targets, inspect.signature(member).parameters, **options)
         self._member = member
-        self._options = dict(options, timeout=timeout, connect_timeout=connect_timeout)
-        self.timeout, self.connect_timeout = timeout, connect_timeout
-        self.on_status = on_status
-        self.lazy = lazy  # the pool's own: its connections are opened in the background
-        self._resolver = resolver
+        self._options = pool.member_options
+        self.timeout = pool.timeout
+        self.connect_timeout = cast(float, pool.connect_timeout)  # anyio's Client takes a number
+        self.on_status = pool.on_status
+        self.lazy = pool.lazy
+        self._resolver = pool.resolver
         # Time 0 is "due now": names and first connects happen at connect().
-        self._new_balancer = functools.partial(
-            Balancer, targets, now=0.0, pool_size=pool_size, strategy=balance,
-            backoff=retry_delay, backoff_max=backoff_max, max_connection_age=max_connection_age,
-            resolve_interval=resolve_interval)
+        self._new_balancer = functools.partial(pool.new_balancer, now=0.0)
         self._balancer = self._new_balancer()
         self._tg: TaskGroup | None = None
         self._changed: anyio.Event | None = None  # replaced on every change
@@ -112,7 +90,6 @@ class PooledClient:
         self._listeners: set[Any] = set()
         self._closing = False
         self._status = ConnectionStatus.DISCONNECTED
-        del retries  # a pool retries by itself (backoff), forever
 
     # -- life cycle ---------------------------------------------------------------------
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from sansio_tcpmsg import ConnectionClosedError, ConnectionStatus
 from sansio_tcpmsg.balancing import (
     Action,
-    Balancer,
     Close,
     Connect,
     EndpointChanged,
@@ -25,6 +24,7 @@ from sansio_tcpmsg.balancing import (
     PooledConnection,
     Resolve,
     may_resend,
+    pool_options,
     pool_targets,
 )
 
@@ -54,39 +54,16 @@ class PooledClient:
     :class:`~sansio_tcpmsg.EndpointInfo` each time an endpoint changes state.
     """
 
-    def __init__(
-        self,
-        member: type[Client],
-        targets: list[tuple[str, int]],
-        *,
-        pool_size: int = 1,
-        max_connection_age: float | None = None,
-        resolve_interval: float | None = None,
-        balance: str = "round_robin",
-        backoff_max: float = 5.0,
-        resolver: Callable[[str, int], Sequence[str]] | None = None,
-        on_status: Callable[[EndpointInfo], object] | None = None,
-        timeout: float | None = 30.0,
-        connect_timeout: float | None = 10.0,
-        retry_delay: float = 0.1,
-        retries: int = 0,
-        lazy: bool = False,
-        **options: Any,
-    ) -> None:
-        unknown = set(options) - set(inspect.signature(member).parameters)
-        if unknown:
-            raise TypeError(f"connect() got unexpected keyword arguments {sorted(unknown)}")
+    def __init__(self, member: type[Client], targets: list[tuple[str, int]], **options: Any) -> None:
+        pool = pool_options(targets, inspect.signature(member).parameters, **options)
         b = self._b = member.backend
         self._member = member
-        self._options = dict(options, timeout=timeout, connect_timeout=connect_timeout)
-        self.timeout, self.connect_timeout = timeout, connect_timeout
-        self.on_status = on_status
-        self.lazy = lazy  # the pool's own: its connections are opened in the background
-        self._resolve = resolver or b.resolve
-        self._new_balancer = functools.partial(
-            Balancer, targets, pool_size=pool_size, strategy=balance,
-            backoff=retry_delay, backoff_max=backoff_max, max_connection_age=max_connection_age,
-            resolve_interval=resolve_interval)
+        self._options = pool.member_options
+        self.timeout, self.connect_timeout = pool.timeout, pool.connect_timeout
+        self.on_status = pool.on_status
+        self.lazy = pool.lazy
+        self._resolve = pool.resolver or b.resolve
+        self._new_balancer = pool.new_balancer
         self._balancer = self._new_balancer(now=b.monotonic())
         self._lock = b.lock()
         self._changed = b.event()  # set on every change; callers waiting for a connection
@@ -97,7 +74,6 @@ class PooledClient:
         self._idle.set()
         self._closing = False
         self._status = ConnectionStatus.DISCONNECTED
-        del retries  # a pool retries by itself (backoff), forever
 
     # -- life cycle ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from sansio_tcpmsg.balancing import (
     Strategy,
     may_resend,
     parse_endpoints,
+    pool_options,
     pool_targets,
 )
 from sansio_tcpmsg.errors import LocalProtocolError
@@ -345,3 +346,18 @@ def test_status_follows_live_connections() -> None:
     assert b.status(S.RECONNECTING) is S.RECONNECTING
     b.close()
     assert b.status(S.RECONNECTING) is S.DISCONNECTED
+
+
+def test_pool_options_split_the_pools_own_from_its_connections() -> None:
+    resolver = lambda host, port: ["127.0.0.1"]  # noqa: E731
+    pool = pool_options([A, B], ["tls", "codec", "timeout"], pool_size=2, balance="least_pending",
+                        retry_delay=0.5, retries=3, lazy=True, resolver=resolver, timeout=None,
+                        tls=None)
+    assert pool.member_options == {"tls": None, "timeout": None, "connect_timeout": 10.0}
+    assert (pool.timeout, pool.connect_timeout, pool.lazy) == (None, 10.0, True)
+    assert pool.resolver is resolver and pool.on_status is None
+    balancer = pool.new_balancer(now=0.0)
+    assert balancer.strategy is Strategy.LEAST_PENDING
+    assert [(e.host, e.port) for e in balancer.endpoints] == [A, B]
+    with pytest.raises(TypeError, match=r"\['colour'\]"):
+        pool_options([A], ["tls"], colour="red")
