@@ -13,6 +13,7 @@ from .errors import (
     RemoteProtocolError,
     RequestTimeout,
 )
+from .frozen import fast_init
 
 if TYPE_CHECKING:
     from .routing import Context, Handler
@@ -41,6 +42,7 @@ class Event:
 # Client side ------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ResponseReceived(Event):
     """The final value of a request sent with ``stream=False``."""
@@ -49,6 +51,7 @@ class ResponseReceived(Event):
     value: Any
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StreamItemReceived(Event):
     """One value of a streamed reply (request sent with ``stream=True``)."""
@@ -57,6 +60,7 @@ class StreamItemReceived(Event):
     value: Any
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class StreamEnded(Event):
     """A streamed reply is complete."""
@@ -112,6 +116,7 @@ class RequestTimedOut(Event):
 # Server side ------------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RequestReceived(Event):
     """A request with a handler to run; answer it with the connection's reply commands."""
@@ -122,6 +127,7 @@ class RequestReceived(Event):
     handler: Handler
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EventReceived(Event):
     """An event (no reply); ``handlers`` are to run in order, and may be empty."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .frozen import fast_init
 from .patterns import normalize_pattern
 
 __all__ = ["Context", "Handler", "Middleware", "Router"]
@@ -26,6 +27,7 @@ _Entry = tuple[Handler, tuple[list[Middleware], ...]]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Context:
     """What a handler knows about the packet besides its data (NestJS ``TcpContext``)."""
