@@ -229,22 +229,13 @@ def _hold_port(host: str) -> socket.socket:
     return sock
 
 
-def run_workers(
-    target: str,
-    count: int,
-    *,
-    host: str = "localhost",
-    port: int = 3000,
-    binding: str = "threads",
-    grace: float = 5.0,
-    drain_delay: float = 0.0,
-    serve_args: Sequence[str] = (),
-) -> int:
+def run_workers(target: str, count: int, **options: Any) -> int:
     """Serve ``target`` (``MODULE[:ROUTER]``) with ``count`` worker processes until SIGTERM
     or SIGINT, then drain them all and return 0. Prints ``listening on HOST:PORT`` once
-    every worker listens. Call it from the main thread (it installs signal handlers)."""
-    workers = Workers(target, count, host=host, port=port, binding=binding, grace=grace,
-                      drain_delay=drain_delay, serve_args=serve_args)
+    every worker listens. ``options`` are :class:`Workers`' (``host``, ``port``,
+    ``binding``, ``grace``, ``drain_delay``, ``serve_args``). Call it from the main thread
+    (it installs signal handlers)."""
+    workers = Workers(target, count, **options)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("%s received, stopping %d workers", signal.Signals(signum).name, count)
@@ -253,9 +244,10 @@ def run_workers(
     previous: dict[int, Any] = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         workers.start()
+        host = workers.host
         host_port = f"[{host}]:{workers.port}" if ":" in host else f"{host}:{workers.port}"
         say(f"listening on {host_port}")
-        log.info("%d workers of %s (%s binding), pids %s", count, target, binding, workers.pids)
+        log.info("%d workers of %s (%s binding), pids %s", count, target, workers.binding, workers.pids)
         workers.watch()
     finally:
         for sig, handler in previous.items():

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import select
 import signal
@@ -154,60 +153,23 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory):
+    from certificates import CA, ExtendedKeyUsageOID, cert_pem, key_pem
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     d = tmp_path_factory.mktemp("certs")
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
     def write(stem: str, cert, key) -> None:
-        (d / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        (d / f"{stem}.key").write_bytes(
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        )
+        (d / f"{stem}.pem").write_bytes(cert_pem(cert))
+        (d / f"{stem}.key").write_bytes(key_pem(key))
 
-    def make_ca(cn: str):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder().subject_name(name(cn)).issuer_name(name(cn)).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        return cert, key
-
-    def leaf(ca_cert, ca_key, cn: str, sans: list, usage):
-        key = ec.generate_private_key(ec.SECP256R1())
-        b = (
-            x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        )
-        if sans:
-            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return b.sign(ca_key, hashes.SHA256()), key
-
-    ca_cert, ca_key = make_ca("tcpmsg conformance CA")
-    write("ca", ca_cert, ca_key)
+    ca = CA("tcpmsg conformance CA")
+    write("ca", ca.cert, ca.key)
     # The server certificate names "localhost" only: 127.0.0.1 must be reached by that name.
-    write("server", *leaf(ca_cert, ca_key, "localhost", [x509.DNSName("localhost")], ExtendedKeyUsageOID.SERVER_AUTH))
-    write("client", *leaf(ca_cert, ca_key, "conformance client", [], ExtendedKeyUsageOID.CLIENT_AUTH))
-    other_cert, other_key = make_ca("some other CA")
-    write("otherca", other_cert, other_key)
-    write("intruder", *leaf(other_cert, other_key, "intruder", [], ExtendedKeyUsageOID.CLIENT_AUTH))
+    write("server", *ca.issue("localhost", [ExtendedKeyUsageOID.SERVER_AUTH], [x509.DNSName("localhost")]))
+    write("client", *ca.issue("conformance client", [ExtendedKeyUsageOID.CLIENT_AUTH]))
+    other = CA("some other CA")
+    write("otherca", other.cert, other.key)
+    write("intruder", *other.issue("intruder", [ExtendedKeyUsageOID.CLIENT_AUTH]))
     return d
 
 

@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import ssl
 import sys
@@ -142,65 +140,19 @@ class Certs:
 
 
 def _make_certs(dest: Path) -> Certs:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from certificates import CA, LOCALHOST, ExtendedKeyUsageOID, cert_pem, key_pem
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    ca = CA("sansio-tcpmsg test CA")
+    (dest / "ca.pem").write_bytes(cert_pem(ca.cert))
 
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def write_key(key: Any, path: Path) -> None:
-        path.write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(name("sansio-tcpmsg test CA"))
-        .issuer_name(name("sansio-tcpmsg test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    (dest / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-
-    def leaf(cn: str, usage: Any, sans: list[x509.GeneralName] | None) -> tuple[Path, Path]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        b = (
-            x509.CertificateBuilder()
-            .subject_name(name(cn))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                           critical=False)
-        )
-        if sans:
-            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = b.sign(ca_key, hashes.SHA256())
+    def leaf(cn: str, usage: Any, sans: Any) -> tuple[Path, Path]:
+        cert, key = ca.issue(cn, [usage], sans)
         cp, kp = dest / f"{cn}.pem", dest / f"{cn}.key"
-        cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        write_key(key, kp)
+        cp.write_bytes(cert_pem(cert))
+        kp.write_bytes(key_pem(key))
         return cp, kp
 
-    sc, sk = leaf("server", ExtendedKeyUsageOID.SERVER_AUTH,
-                  [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    sc, sk = leaf("server", ExtendedKeyUsageOID.SERVER_AUTH, LOCALHOST)
     cc, ck = leaf("client", ExtendedKeyUsageOID.CLIENT_AUTH, None)
     return Certs(dest, dest / "ca.pem", sc, sk, cc, ck)
 
