@@ -83,7 +83,6 @@ class ClientConnection(Connection):
         self,
         pattern: Any,
         data: Any,
-        *,
         deadline: float | None = None,
         timeout: float | None = None,
         metadata: Any = None,

@@ -87,13 +87,6 @@ class _ClientLink(Link[ClientConnection]):
                 mailbox.put(event)
 
 
-def _send_request(
-    conn: ClientConnection, pattern: Any, data: Any, deadline: Any, timeout: Any, metadata: Any, stream: bool
-) -> str:
-    """``conn.send_request`` with positional arguments, for ``Link.call``."""
-    return conn.send_request(pattern, data, deadline=deadline, timeout=timeout, metadata=metadata, stream=stream)
-
-
 def _outcome(event: Event) -> Any:
     """The value an event carries for the caller, or the exception it means."""
     if isinstance(event, (ResponseReceived, StreamItemReceived)):
@@ -382,7 +375,7 @@ class Client:
         if timeout is _UNSET:
             timeout = self.timeout
         deadline = None if timeout is None else link.time() + timeout
-        request_id = link.call(_send_request, link.conn, pattern, data, deadline, timeout, metadata, stream)
+        request_id = link.call(link.conn.send_request, pattern, data, deadline, timeout, metadata, stream)
         return _Call(link, request_id)
 
     async def send(
@@ -414,7 +407,7 @@ class Client:
         if timeout is _UNSET:
             timeout = self.timeout
         deadline = None if timeout is None else loop.time() + timeout
-        request_id = link.call(_send_request, link.conn, pattern, data, deadline, timeout, metadata, False)
+        request_id = link.call(link.conn.send_request, pattern, data, deadline, timeout, metadata)
         futures = link.futures
         future = futures[request_id] = loop.create_future()
         try:

@@ -184,8 +184,7 @@ class Link(Generic[C]):
     def call(self, method: Callable[[Unpack[Ts]], R], *args: Unpack[Ts]) -> R:
         """Run ``method`` (of this link's core connection), then transmit: the one way in.
 
-        Positional arguments only: forwarding keywords costs a quarter of a small
-        request; methods that take keywords are wrapped where they are called.
+        Positional arguments only: forwarding keywords costs a quarter of a small request.
         """
         try:
             return method(*args)
@@ -196,10 +195,12 @@ class Link(Generic[C]):
                 self.on_event(event)
             if conn.closed:
                 self.carrier.close()
-            elif conn.bytes_to_send:
-                self.carrier.want_write()  # ``take`` re-arms the timer
-            else:
+            elif not conn.bytes_to_send:
                 self._rearm()
+            else:
+                self.carrier.want_write()  # ``take`` re-arms the timer, soon...
+                if self.carrier.buffered:  # ...unless a write waits for a slow peer
+                    self._rearm()
 
     def _rearm(self) -> None:
         """Move the carrier's timer earlier if the core's next deadline is earlier."""
