@@ -2,7 +2,7 @@
 
     python bench/cpu_cost.py [--side server|client|both] [--models asyncio,trio,gevent,threads]
                              [--payloads small,1k] [--concurrency 64] [--duration 2] [--repeat 3]
-                             [--codec json|orjson]
+                             [--codec json|orjson] [--driver nest|burst]
 
 requests/s is noise on a shared machine; CPU time per request is not (much). For each
 concurrency model M this runs, side by side and interleaved per repetition:
@@ -12,6 +12,11 @@ concurrency model M this runs, side by side and interleaved per repetition:
   (``bench/js/load.js``, C calls in flight on one connection); the server process's
   user + system CPU time (``/proc/PID/stat``) read when the window opens and when the
   result comes, divided by the requests completed in the window;
+  ``--driver burst`` drives the servers instead with exactly C requests in one write,
+  then waits for their C replies, again and again (a blocking socket in this process):
+  every read carries the same batch, so the figure no longer moves with how busy the
+  machine is (with the NestJS driver, a busy machine means smaller batches, and more
+  CPU per request in every Python server);
 - clients: ours (``bench/load.py --binding X``) and the ceiling (``bench/raw_client.py
   --mode M``) against one NestJS 12 server; the driver process's CPU per request.
 
@@ -25,12 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import sys
 import time
 from typing import Any
 
 import _common
+import _raw
 from run import Proc, nest_modules, start_driver, start_server
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -57,10 +64,45 @@ def one_cell(driver: Proc, measured_pid: int, cell: dict[str, Any]) -> dict[str,
     return {"rps": float(res["rps"]), "us": (c1 - c0) / count * 1e6}
 
 
+def burst_cell(port: int, server_pid: int, cell: dict[str, Any]) -> dict[str, float]:
+    """C requests in one write, wait for the C replies; repeat for the window."""
+    c = cell["concurrency"]
+    data = _common.payload(cell["payload"])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cutter = _raw.Cutter()
+        n = 0
+
+        def burst() -> None:
+            nonlocal n
+            # NestJS-shaped ids (a uuid), fresh per request
+            sock.sendall(b"".join(_raw.request(data, f"8b2d1c3a-aaaa-4bbb-8ccc-{n + i:012x}") for i in range(c)))
+            n += c
+            got = 0
+            while got < c:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    raise RuntimeError("the server closed the connection")
+                got += len(cutter.feed(chunk))
+
+        end = time.monotonic() + cell["warmup"]
+        while time.monotonic() < end:
+            burst()
+        count0, t0, c0 = n, time.monotonic(), cpu_seconds(server_pid)
+        end = t0 + cell["duration"]
+        while time.monotonic() < end:
+            burst()
+        c1, t1 = cpu_seconds(server_pid), time.monotonic()
+    count = n - count0
+    return {"rps": count / (t1 - t0), "us": (c1 - c0) / count * 1e6}
+
+
 def measure_server(kind: str, cells: list[dict[str, Any]], env_node: dict[str, str],
-                   env_py: dict[str, str]) -> list[dict[str, float]]:
+                   env_py: dict[str, str], driver: str = "nest") -> list[dict[str, float]]:
     srv, port = start_server(kind, env_node, env_py)
     try:
+        if driver == "burst":
+            return [burst_cell(port, srv.pid, c) for c in cells]
         drv = start_driver("nest", port, env_node, env_py)
         try:
             return [one_cell(drv, srv.pid, c) for c in cells]
@@ -88,6 +130,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=2.0)
     ap.add_argument("--warmup", type=float, default=0.7)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--driver", default="nest", choices=("nest", "burst"),
+                    help="what drives the servers: the NestJS load driver, or fixed bursts of C requests")
     ap.add_argument("--codec", default="json", choices=("json", "orjson"),
                     help="our servers' and clients' codec (orjson: tcpmsg_orjson.OrjsonCodec)")
     ap.add_argument("--json", help="also write the raw figures to this file")
@@ -113,7 +157,7 @@ def main() -> None:
                 for m in models:
                     for who, kind in (("ours", OURS[m]), ("ceiling", f"raw-{m}")):
                         if side == "server":
-                            r = measure_server(kind, cells, env_node, env_py)
+                            r = measure_server(kind, cells, env_node, env_py, args.driver)
                         else:
                             assert port is not None
                             r = measure_client(kind, port, cells, env_node, env_py)
@@ -125,7 +169,9 @@ def main() -> None:
                 if nest is not None:
                     nest.stop()
     print(f"CPU µs per request, c={args.concurrency}, {args.duration} s windows after {args.warmup} s warm-up, "
-          f"median of {args.repeat}; servers driven by the NestJS load driver, clients against the NestJS "
+          f"median of {args.repeat}; servers driven by "
+          + ("bursts of C requests in one write" if args.driver == "burst" else "the NestJS load driver")
+          + ", clients against the NestJS "
           f"server; our codec: {args.codec}. Ratio = ours / ceiling (lower is better).\n")
     print("| side | model | payload | ours µs | ceiling µs | ours/ceiling |")
     print("| --- | --- | --- | ---: | ---: | ---: |")
