@@ -25,10 +25,10 @@ import pytest
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 import facade  # noqa: E402
+import needs  # noqa: E402
 import nest  # noqa: E402
 from mirror import build_router  # noqa: E402
 
-CI = os.environ.get("CI", "").lower() == "true"
 DEFAULT_TIMEOUT = 60
 
 
@@ -39,29 +39,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT))
 
 
-def _skip_or_fail(reason: str) -> None:
-    if CI:
-        pytest.fail(f"CI=true: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def node_ready() -> None:
     """Node/npm present and every pinned NestJS major installed (npm ci into the cache)."""
-    if not nest.node_available():
-        _skip_or_fail("node/npm not available: NestJS interop tests need Node >= 20.19 and npm")
-    for major in nest.MAJORS:
-        try:
-            nest.ensure_installed(major)
-        except (nest.NestError, OSError) as exc:
-            _skip_or_fail(f"NestJS {major} install failed: {exc}")
+    needs.need_nest(nest.MAJORS)
 
 
 BINDINGS = ["threads", "gevent", "anyio-asyncio", "anyio-trio"]
 if os.environ.get("INTEROP_REF_BINDING") == "1":
     BINDINGS = ["ref", *BINDINGS]
 
-_bindings: dict[str, facade.Binding] = {}
+_bindings = needs.Bindings()
 
 
 def mirror_router(binding: facade.Binding) -> Any:
@@ -78,25 +66,17 @@ def mirror_router(binding: facade.Binding) -> Any:
 @pytest.fixture(scope="session", autouse=True)
 def _shutdown_bindings() -> Iterator[None]:
     yield
-    for b in _bindings.values():
-        b.shutdown()
-    _bindings.clear()
+    _bindings.shutdown()
 
 
 @pytest.fixture(scope="session", params=BINDINGS)
 def binding(request: pytest.FixtureRequest) -> facade.Binding:
     name = request.param
-    if name not in _bindings:
-        if name == "ref":
-            import refbinding
+    if name == "ref":
+        import refbinding
 
-            _bindings[name] = facade.Binding("ref", refbinding, router=mirror_router)
-        else:
-            why = facade.available(name)
-            if why:
-                _skip_or_fail(f"binding {name}: {why}")
-            _bindings[name] = facade.make_binding(name, router=mirror_router)
-    return _bindings[name]
+        return _bindings.get(name, make=lambda: facade.Binding("ref", refbinding, router=mirror_router))
+    return _bindings.get(name, router=mirror_router)
 
 
 # ---------------------------------------------------------------------- certificates
