@@ -33,22 +33,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 stream.close()
 
 
-@pytest.fixture(scope="module")
-def nestjs() -> Iterator[str]:
-    """A real NestJS 12 microservice (tests/interop/js/server.js); skipped without Node off CI."""
-    sys.path.insert(0, str(ROOT / "tests" / "interop"))
-    from nest import NestServer, node_available
-
-    if not node_available() and os.environ.get("CI") != "true":
-        pytest.skip("node is not installed (CI runs this)")
-    server = NestServer(12)
-    server.start()
-    try:
-        yield f"{server.host}:{server.port}"
-    finally:
-        server.stop()
-
-
 def bench_json(*args: str) -> tuple[int, dict[str, Any]]:
     proc = tcpmsg("bench", *args, "--json")
     no_traceback(proc)

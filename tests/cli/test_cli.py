@@ -417,22 +417,6 @@ def test_demo() -> None:
     assert "NoHandlerError" in out
 
 
-@pytest.fixture(scope="module")
-def nestjs() -> Iterator[str]:
-    """A real NestJS 12 microservice (tests/interop/js/server.js); skipped without Node off CI."""
-    sys.path.insert(0, str(ROOT / "tests" / "interop"))
-    from nest import NestServer, node_available
-
-    if not node_available() and os.environ.get("CI") != "true":
-        pytest.skip("node is not installed (CI runs this)")
-    server = NestServer(12)
-    server.start()
-    try:
-        yield f"{server.host}:{server.port}"
-    finally:
-        server.stop()
-
-
 def test_send_stream_emit_against_nestjs(nestjs: str) -> None:
     proc = tcpmsg("send", nestjs, '{"cmd":"sum"}', "[1,2,3]")
     assert proc.returncode == 0, proc.stderr
