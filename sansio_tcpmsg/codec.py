@@ -82,6 +82,7 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # What repr writes for a float JavaScript writes otherwise ("1.0", "1e-05", "1e+16"),
 # and, rarely, the same characters inside a string: a superset, checked on the value.
 _PYTHON_ONLY_FLOAT_TEXT = re.compile(r"[0-9](?:\.0(?![0-9])|e[+-])")
+_SCAN_UP_TO = 400  # characters: past them, walking a reply's value is cheaper
 
 
 def _escape_surrogate(match: re.Match[str]) -> str:
@@ -113,10 +114,17 @@ class JsonCodec:
         except (TypeError, ValueError, RecursionError) as exc:
             where = locate_unserializable(value, "value")
             raise UnserializableError(where or f"cannot send {type(value).__name__} as JSON: {exc}") from None
-        # Every float Python writes otherwise than JavaScript has a digit then ".0" at its
-        # end or "e+"/"e-" in its text: a filter on the text, then a look at the value's
-        # floats only when the text has one (NestJS's request ids have "-" but rarely these).
-        if _PYTHON_ONLY_FLOAT_TEXT.search(text) is not None and _has_python_only_float(value):
+        # Every float Python writes otherwise than JavaScript has ".", "+" or "-" in its text
+        # (memchr speed). NestJS's request ids all have "-": a short text then takes a look
+        # for what such a float looks like ("1.0", "1e-05", "1e+16"; about 2.5 µs per KiB),
+        # a long one a look at the value's floats (about 1 µs for a reply's few items).
+        if (
+            ("." in text or "+" in text or "-" in text)
+            and (len(text) > _SCAN_UP_TO or (
+                (".0" in text or "e+" in text or "e-" in text)
+                and _PYTHON_ONLY_FLOAT_TEXT.search(text) is not None))
+            and _has_python_only_float(value)
+        ):
             text = _js_dumps(value)
         if not text.isascii():
             try:

@@ -88,9 +88,11 @@ def test_float_like_text_in_strings_is_written_as_json_writes_it(value: Any) -> 
     assert JsonCodec().dumps(value) == json.dumps(value, separators=(",", ":"))
 
 
-@given(st.floats(allow_nan=False, allow_infinity=False))
-def test_every_float_written_as_javascript_writes_it(value: float) -> None:
-    assert JsonCodec().dumps([value, {"k": value}]) == f'[{js_number(value)},{{"k":{js_number(value)}}}]'
+@given(st.floats(allow_nan=False, allow_infinity=False), st.sampled_from(["", "x" * 500]))
+def test_every_float_written_as_javascript_writes_it(value: float, pad: str) -> None:
+    # short and long texts are checked differently
+    text = f'[{js_number(value)},{{"k":{js_number(value)}}},"{pad}"]'
+    assert JsonCodec().dumps([value, {"k": value}, pad]) == text
 
 
 def test_lone_surrogates_are_escaped_and_pairs_joined() -> None:
