@@ -44,7 +44,7 @@ class LOG:
     SERVER_CLOSED: LogLine = (logging.INFO, "server on %s:%s closed")
     ACCEPT_FAILED: LogLine = (logging.WARNING, "accept failed: %s")
     REFUSED: LogLine = (logging.WARNING, "refused a connection from %s: %d connections open")
-    HANDSHAKE_FAILED: LogLine = (logging.WARNING, "TLS handshake with %s failed: %r")
+    HANDSHAKE_FAILED: LogLine = (logging.WARNING, "TLS handshake with %s failed: %s")  # diagnose.handshake_failure
     OPENED: LogLine = (logging.INFO, "connection from %s opened")
     CLOSED: LogLine = (logging.INFO, "connection from %s closed")
     PROTOCOL_ERROR: LogLine = (logging.WARNING, "protocol error from %s: %s")

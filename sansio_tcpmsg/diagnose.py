@@ -28,6 +28,7 @@ __all__ = [
     "TLS_CLIENT_HINT",
     "connect_error",
     "foreign_protocol_error",
+    "handshake_failure",
     "host_port",
     "listen_error",
     "recognize",
@@ -155,6 +156,9 @@ def show_pattern(pattern: Any) -> str:
 _ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]")
 _EOF_LIKE = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 _TLS_EOF = ("SSLEOFError", "SSLZeroReturnError")
+# OpenSSL's reasons when a peer's first bytes are no TLS record (3.2+ says RECORD_LAYER_FAILURE).
+_NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
+                    "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "UNKNOWN_PROTOCOL")
 
 
 def _is_a(exc: BaseException, module: str, name: str) -> bool:
@@ -192,7 +196,7 @@ def connect_error(
     if _is_a(exc, "ssl", "SSLError") and not _ends_stream(exc):
         reason = getattr(exc, "reason", None)
         hint = ""
-        if reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"):
+        if reason in _NOT_TLS_REASONS:
             hint = ": the server answered without TLS (connect without tls=...)"
         return _same_kind(exc, f"TLS handshake with {where} failed: {reason or exc}{hint}")
     if tls and (_ends_stream(exc) or not isinstance(exc, OSError)):
@@ -218,6 +222,24 @@ def connect_error(
         causes = "; ".join(str(member) for member in _attempts(exc))
         detail = (str(exc) or type(exc).__name__) + (f" ({causes})" if causes else "")
     return _same_kind(exc, f"cannot connect to {where}: {detail}", number)
+
+
+def handshake_failure(exc: BaseException) -> str:
+    """What a TLS server logs after a client's handshake failed with ``exc``: for a
+    client that does not speak TLS (its first bytes are no TLS record), OpenSSL's reason
+    and what to do; for anything else, ``exc``'s repr.
+
+    >>> import ssl
+    >>> cause = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    >>> cause.reason = "WRONG_VERSION_NUMBER"
+    >>> print(handshake_failure(cause))
+    WRONG_VERSION_NUMBER: the client does not speak TLS (have it connect with tls=<a client ssl.SSLContext>, or serve without tls=)
+    """
+    reason = getattr(exc, "reason", None)
+    if _is_a(exc, "ssl", "SSLError") and reason in _NOT_TLS_REASONS:
+        return (f"{reason}: the client does not speak TLS (have it connect "
+                "with tls=<a client ssl.SSLContext>, or serve without tls=)")
+    return repr(exc)
 
 
 def _attempts(exc: BaseException) -> tuple[BaseException, ...]:

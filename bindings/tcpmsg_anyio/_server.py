@@ -32,7 +32,7 @@ from sansio_tcpmsg import (
     ServerConnection,
 )
 from sansio_tcpmsg.defaults import HANDSHAKE_TIMEOUT, LOG
-from sansio_tcpmsg.diagnose import listen_error
+from sansio_tcpmsg.diagnose import handshake_failure, listen_error
 from sansio_tcpmsg.handlers import Family, Handlers, Kind, Stream, aclose, close
 
 from ._aio import ProtocolCarrier
@@ -356,7 +356,7 @@ class Server:
             await close_stream(sock)
             if not isinstance(exc, Exception):  # cancelled
                 raise
-            logger.log(*LOG.HANDSHAKE_FAILED, peer, exc)
+            logger.log(*LOG.HANDSHAKE_FAILED, peer, handshake_failure(exc))
             return
         link = _ServerLink(conn, self, self._loop)  # the loop: asyncio with TLS after a PROXY header
         StreamCarrier(link, stream)

@@ -26,7 +26,7 @@ from sansio_tcpmsg import (
     ServerConnection,
 )
 from sansio_tcpmsg.defaults import FLUSH_TIMEOUT, HANDSHAKE_TIMEOUT, LOG
-from sansio_tcpmsg.diagnose import listen_error
+from sansio_tcpmsg.diagnose import handshake_failure, listen_error
 from sansio_tcpmsg.handlers import Family, Handlers, close
 
 from ._backends.base import Backend, Pool, Task
@@ -158,7 +158,7 @@ class _Peer:
                 layer.handshake(self.sock, HANDSHAKE_TIMEOUT)
                 self.tls = layer
         except OSError as exc:
-            log.log(*LOG.HANDSHAKE_FAILED, self.addr, exc)
+            log.log(*LOG.HANDSHAKE_FAILED, self.addr, handshake_failure(exc))
             self.server._forget(self)  # before the peer can see the end
             self.sock.close()
             return

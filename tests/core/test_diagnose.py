@@ -19,6 +19,7 @@ from sansio_tcpmsg.diagnose import (
     HEAD_SIZE,
     connect_error,
     foreign_protocol_error,
+    handshake_failure,
     host_port,
     listen_error,
     recognize,
@@ -415,6 +416,17 @@ def test_tls_client_to_server_answering_without_tls() -> None:
                         "the server answered without TLS (connect without tls=...)")
     other = connect_error(ssl.SSLError(1, "something else"), "h", 1, tls=True)
     assert str(other) == "TLS handshake with h:1 failed: something else"
+
+
+def test_tls_server_names_a_client_without_tls() -> None:
+    for reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST"):
+        cause = ssl.SSLError(1, f"[SSL: {reason}] ...")
+        cause.reason = reason
+        assert handshake_failure(cause) == (
+            f"{reason}: the client does not speak TLS (have it connect with "
+            "tls=<a client ssl.SSLContext>, or serve without tls=)")
+    for other in (ssl.SSLError(1, "something else"), ConnectionResetError(104, "reset"), TimeoutError()):
+        assert handshake_failure(other) == repr(other)
 
 
 # -- servers that cannot listen -----------------------------------------------------------
