@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections import deque
 from typing import Any
 
 from .codec import Codec, DeserializerError, JsonCodec, locate_unserializable
@@ -53,6 +54,10 @@ class Connection(ABC):
         # framing, they say which protocol the peer speaks instead (TLS, HTTP, ...).
         self._head: bytes | None = b""
         self._send_cap = self.limits.max_send_buffer_size or math.inf
+        # Frames read while ``_paused`` (set by a server at its limits): handled, in order,
+        # once it is cleared, so what one read held never costs more than its frames.
+        self._held: deque[str] = deque()
+        self._paused = False
         self.closed = False
 
     # -- bytes in ---------------------------------------------------------------------
@@ -68,16 +73,14 @@ class Connection(ABC):
             texts = self._decoder.feed(data)
             if texts and head is not None:
                 self._head = None  # a frame: the peer speaks our protocol
+            held = self._held
             for text in texts:
                 if self.closed:  # a reply to an earlier frame passed the send cap
                     return
-                try:
-                    obj = self.codec.loads(text)
-                except DeserializerError as exc:
-                    raise FrameError(str(exc)) from None
-                except ValueError:
-                    raise FrameError(f"invalid JSON in frame: {text[:80]!r}") from None
-                self._handle_packet({} if obj is None else obj)
+                if self._paused or held:
+                    held.append(text)  # after those read before it
+                else:
+                    self._handle_text(text)
         except RemoteProtocolError as exc:
             head = self._head
             if head is not None and isinstance(exc, FrameError) and not starts_like_frames(head):
@@ -87,6 +90,24 @@ class Connection(ABC):
         timeout = self.limits.incomplete_frame_timeout
         # The deadline is refreshed by every read, as in NestJS: only a silent peer expires.
         self._frame_deadline = now + timeout if timeout and self._decoder.has_partial_frame else None
+
+    def _handle_text(self, text: str) -> None:
+        try:
+            obj = self.codec.loads(text)
+        except DeserializerError as exc:
+            raise FrameError(str(exc)) from None
+        except ValueError:
+            raise FrameError(f"invalid JSON in frame: {text[:80]!r}") from None
+        self._handle_packet({} if obj is None else obj)
+
+    def _release(self) -> None:
+        """Handle the frames held while paused, until paused again (or closed)."""
+        held = self._held
+        try:
+            while held and not self._paused and not self.closed:
+                self._handle_text(held.popleft())
+        except RemoteProtocolError as exc:
+            self._fail(exc)
 
     def receive_eof(self) -> None:
         """The peer closed its side of the stream (or reset the connection)."""
@@ -182,6 +203,7 @@ class Connection(ABC):
             return
         self.closed = True
         self._frame_deadline = None
+        self._held.clear()
         self._events.append(ConnectionClosed(error, self._abandon(), nothing_received))
 
     @property

@@ -25,5 +25,10 @@ class Limits:
     send_high_water: int = 64 * 1024
     #: Digits allowed in a length prefix (NestJS has no cap; 16 fits any JS safe integer).
     max_prefix_digits: int = 16
+    #: Requests of one connection a server runs at once; past it the server stops reading
+    #: from that connection, and frames already read wait, unparsed, until replies complete
+    #: (0 disables). NestJS has no such cap; the pause is invisible on the wire. 1024 is
+    #: far above what a client pipelines in practice (a request costs a few KiB in flight).
+    max_in_flight: int = 1024
     #: Connections a server accepts at once; None for no cap (a server-side option).
     max_connections: int | None = None

@@ -96,11 +96,33 @@ class ServerConnection(Connection):
         self._in_flight: dict[int, list[Any]] = {}
         self._next_id = 0
         self._event_failed = False
+        self._max_in_flight = self.limits.max_in_flight or math.inf
 
     @property
     def in_flight(self) -> int:
         """Requests received and not yet answered."""
         return len(self._in_flight)
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while the peer is not reading fast enough, or ``Limits.max_in_flight``
+        requests are in flight: stop reading from it. Meanwhile no request starts: the
+        frames already read wait here, and are handled (their events come out of the
+        call that resumed) once replies are written or complete."""
+        return self._paused
+
+    def note_send_buffer(self, size: int) -> None:
+        """As :meth:`Connection.note_send_buffer`; requests held while the peer did not
+        read may start again (take the events after this call too)."""
+        super().note_send_buffer(size)
+        self._repause()
+
+    def _repause(self) -> None:
+        self._paused = paused = (
+            self._send_buffered > self.limits.send_high_water or len(self._in_flight) >= self._max_in_flight
+        )
+        if not paused and self._held:
+            self._release()
 
     @property
     def proxy_bytes_needed(self) -> int:
@@ -150,13 +172,13 @@ class ServerConnection(Connection):
         that waits for its replies is not writing.
         """
         self._idle_quiet = quiet
-        if not self._in_flight and now >= self._last_received + quiet:
+        if not self._in_flight and not self._held and now >= self._last_received + quiet:
             self.close()
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must be called next, or None."""
         frame = super().get_timer()
-        if self._idle_quiet is None or self._in_flight or self.closed:
+        if self._idle_quiet is None or self._in_flight or self._held or self.closed:
             return frame
         quiet = self._last_received + self._idle_quiet
         return quiet if frame is None else min(frame, quiet)
@@ -164,7 +186,7 @@ class ServerConnection(Connection):
     def handle_timer(self, now: float) -> None:
         """Expire a silent peer; close a draining connection that has gone quiet."""
         super().handle_timer(now)
-        if self._idle_quiet is not None and not self._in_flight and now >= self._last_received + self._idle_quiet:
+        if self._idle_quiet is not None and not self._in_flight and not self._held and now >= self._last_received + self._idle_quiet:
             self.close()
 
     def _handle_packet(self, obj: Any) -> None:
@@ -189,8 +211,11 @@ class ServerConnection(Connection):
                 _done("request", context, "no handler", None, None)
             return
         self._next_id += 1
-        self._in_flight[self._next_id] = [incoming.id, context, self._last_received, 0]
+        in_flight = self._in_flight
+        in_flight[self._next_id] = [incoming.id, context, self._last_received, 0]
         self._events.append(RequestReceived(self._next_id, incoming.data, context, handler))
+        if len(in_flight) >= self._max_in_flight:
+            self._paused = True  # the frames after this one wait for a reply
 
     def _reply(
         self,
@@ -217,7 +242,9 @@ class ServerConnection(Connection):
         del in_flight[request_id]
         if log.isEnabledFor(_DEBUG):
             _done("request", record[1], outcome or f"streamed {record[3]}", record[2], now)
-        if self._idle_quiet is not None and not in_flight:
+        if self._paused:
+            self._repause()  # the next held request may start
+        if self._idle_quiet is not None and not in_flight and not self._held:
             self.close()
 
     def respond(self, request_id: int, value: Any, now: float | None = None) -> None:

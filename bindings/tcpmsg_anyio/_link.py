@@ -146,8 +146,8 @@ class Carrier(Protocol):
 class Link(Generic[C]):
     """Carries bytes between a carrier and a core connection (see the module's doc).
 
-    Subclasses handle the events (:meth:`on_event`) and what waits while reading is
-    paused (:meth:`on_resume`). ``on_release`` is called once, when the carrier closes
+    Subclasses handle the events (:meth:`on_event`); what waits while reading is paused
+    waits in the core. ``on_release`` is called once, when the carrier closes
     the socket: from then on the peer may see the end.
     """
 
@@ -177,9 +177,6 @@ class Link(Generic[C]):
 
     def on_event(self, event: Event) -> None:
         """One event of the core's (subclasses handle them)."""
-
-    def on_resume(self) -> None:
-        """Reading resumes (the peer read what it was sent)."""
 
     def call(self, method: Callable[[Unpack[Ts]], R], *args: Unpack[Ts]) -> R:
         """Run ``method`` (of this link's core connection), then transmit: the one way in.
@@ -225,18 +222,17 @@ class Link(Generic[C]):
         return data
 
     def _repause(self) -> None:
-        """Pause or resume reading as the send buffer the core was told about asks."""
+        """Pause or resume reading as the core asks (its send buffer, its requests)."""
         if self._pause_reading and self.conn.reading_paused is not self.paused:
             self.paused = paused = not self.paused
             self.carrier.pause(paused)
-            if not paused:
-                self.on_resume()
 
     # -- what the carrier reports ------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
         """Bytes from the peer."""
         self.call(self.conn.receive_data, data, self.time())
+        self._repause()  # the core may hold what follows until replies complete
 
     def eof(self) -> None:
         """The peer is gone (or closed its side)."""

@@ -69,7 +69,6 @@ class _ServerLink(Link[ServerConnection]):
         self.on_release = server._release
         self.spawn: Callable[..., object] | None = None  # starts a request task, on trio
         self.tasks: dict[int, asyncio.Task[None]] = {}  # requests, on asyncio
-        self.held: list[RequestReceived] = []  # requests that wait while reading is paused
         self.events = Mailbox(loop)
         self.events_done = anyio.Event()
         # The event worker starts with the first event: most connections never get one,
@@ -78,9 +77,8 @@ class _ServerLink(Link[ServerConnection]):
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
-            if self.paused:  # the peer does not read: its requests wait
-                self.held.append(event)
-            elif self.loop is not None:  # an asyncio task is far cheaper than start_soon
+            # (the core holds the requests past its limits: each one here may start)
+            if self.loop is not None:  # an asyncio task is far cheaper than start_soon
                 self.tasks[event.request_id] = self.loop.create_task(
                     self.server._run_request(self, event)
                 )
@@ -97,13 +95,7 @@ class _ServerLink(Link[ServerConnection]):
         elif isinstance(event, PacketDropped):
             logger.log(*LOG.PACKET_DROPPED, self.conn.peer, event.reason)
         elif isinstance(event, ConnectionClosed):
-            self.held.clear()  # the core forgot them
             self.events.put(None)  # the event worker ends after what is queued
-
-    def on_resume(self) -> None:
-        held, self.held = self.held, []
-        for event in held:
-            self.on_event(event)
 
 
 class Server:

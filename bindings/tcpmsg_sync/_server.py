@@ -122,13 +122,19 @@ class _Peer:
             with self.lock:
                 self.queued -= len(data)
                 conn.note_send_buffer(self.queued)
+                events = conn.events_received()  # requests held while the peer did not read
                 if self.paused and not conn.reading_paused:
                     self.resume.set()
-                if not self.pending:
+                done = not self.pending
+                if done:
                     self.writing = False
-                    return
-                data = b"".join(self.pending)
-                self.pending.clear()
+                else:
+                    data = b"".join(self.pending)
+                    self.pending.clear()
+            if events:
+                self._dispatch(events)
+            if done:
+                return
 
     def _dispatch(self, events: list[Event]) -> None:
         for ev in events:

@@ -6,9 +6,15 @@ from typing import Any
 
 import pytest
 
-from sansio_tcpmsg import Router, RpcError, ServerConnection
+from sansio_tcpmsg import Limits, Router, RpcError, ServerConnection
 from sansio_tcpmsg.errors import LocalProtocolError, UnserializableError
-from sansio_tcpmsg.events import ConnectionClosed, EventReceived, PacketDropped, RequestReceived
+from sansio_tcpmsg.events import (
+    ConnectionClosed,
+    EventReceived,
+    PacketDropped,
+    ProtocolErrorOccurred,
+    RequestReceived,
+)
 from sansio_tcpmsg.framing import encode_frame
 
 
@@ -179,3 +185,82 @@ def test_shared_defaults_are_valid_log_lines_and_timings() -> None:
         assert "%" in text, name
     assert 0 < defaults.CLOSE_TIMEOUT <= defaults.FLUSH_TIMEOUT < defaults.HANDSHAKE_TIMEOUT
     assert defaults.RETRY_DELAY_CAP > 0
+
+
+# -- requests in flight: past max_in_flight the core pauses reading and holds frames ----
+
+
+def frames(*ids: int, pattern: str = "echo") -> bytes:
+    return b"".join(encode_frame(f'{{"pattern":"{pattern}","data":{i},"id":"{i}"}}') for i in ids)
+
+
+def test_past_max_in_flight_reading_pauses_and_frames_wait_in_order() -> None:
+    conn = ServerConnection(make_router(), limits=Limits(max_in_flight=2))
+    conn.receive_data(frames(1, 2, 3) + encode_frame('{"pattern":"note","data":0}'), 0.0)
+    first = conn.events_received()
+    assert [e.data for e in first] == [1, 2]  # no handler starts for the held ones
+    assert conn.reading_paused and conn.in_flight == 2
+    conn.receive_data(frames(4), 0.0)  # read before the binding paused: it waits too
+    assert conn.events_received() == []
+    conn.respond(first[0].request_id, 1)  # one slot: the next request starts
+    [third] = conn.events_received()
+    assert third.data == 3 and conn.reading_paused
+    conn.respond(first[1].request_id, 2)  # the event and request 4 follow, in order
+    events = conn.events_received()
+    assert [type(e) for e in events] == [EventReceived, RequestReceived] and events[1].data == 4
+    assert conn.reading_paused  # two in flight again
+    conn.respond(third.request_id, 3)
+    assert not conn.reading_paused
+    conn.receive_data(frames(5), 0.0)
+    assert [e.data for e in conn.events_received()] == [5]
+
+
+def test_a_peer_that_does_not_read_holds_its_requests_until_it_does() -> None:
+    conn = ServerConnection(make_router(), limits=Limits(send_high_water=10))
+    conn.note_send_buffer(11)
+    assert conn.reading_paused
+    conn.receive_data(frames(1, 2), 0.0)
+    assert conn.events_received() == [] and conn.in_flight == 0
+    conn.note_send_buffer(10)
+    assert not conn.reading_paused
+    assert [e.data for e in conn.events_received()] == [1, 2]
+
+
+def test_max_in_flight_zero_is_no_cap() -> None:
+    conn = ServerConnection(make_router(), limits=Limits(max_in_flight=0))
+    conn.receive_data(frames(*range(3000)), 0.0)
+    assert len(conn.events_received()) == 3000 and not conn.reading_paused
+
+
+def test_a_bad_held_frame_fails_the_connection_when_its_turn_comes() -> None:
+    conn = ServerConnection(make_router(), limits=Limits(max_in_flight=1))
+    conn.receive_data(frames(1) + encode_frame("{oops") + frames(2), 0.0)
+    [first] = conn.events_received()
+    conn.respond(first.request_id, 1)
+    assert conn.closed
+    assert [type(e) for e in conn.events_received()] == [ProtocolErrorOccurred, ConnectionClosed]
+
+
+def test_held_frames_are_forgotten_on_close_and_keep_a_draining_connection_open() -> None:
+    conn = ServerConnection(make_router(), limits=Limits(send_high_water=10))
+    conn.note_send_buffer(11)
+    conn.receive_data(frames(1), 0.0)
+    conn.close_when_idle(5.0, quiet=1.0)  # nothing in flight, but a request waits
+    assert not conn.closed and conn.get_timer() is None
+    conn.handle_timer(10.0)
+    assert not conn.closed
+    conn.note_send_buffer(0)
+    [event] = conn.events_received()
+    conn.respond(event.request_id, 1)  # the last reply: now it is idle
+    assert conn.closed
+    conn = ServerConnection(make_router(), limits=Limits(max_in_flight=1))
+    conn.receive_data(frames(1, 2, 3), 0.0)
+    [first] = conn.events_received()
+    conn.note_send_buffer(11)  # paused by the peer and by the cap at once
+    conn.close_when_idle(5.0, quiet=1.0)
+    conn.respond(first.request_id, 1)  # a held request starts: still not idle
+    assert not conn.closed
+    conn.close()
+    assert isinstance(conn.events_received()[-1], ConnectionClosed)
+    conn.receive_data(frames(4), 0.0)  # the held frames were forgotten; nothing more comes
+    assert conn.in_flight == 0 and conn.events_received() == []
