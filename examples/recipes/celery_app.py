@@ -20,12 +20,13 @@ from celery.signals import worker_process_init, worker_process_shutdown
 app = Celery("jobs", broker=os.environ.get("CELERY_BROKER", "redis://localhost"))
 if os.environ.get("CELERY_DIR"):
     folder = Path(os.environ["CELERY_DIR"])
-    for sub in ("queue", "processed", "results"):
+    for sub in ("queue", "processed", "results", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     app.conf.broker_url = "filesystem://"
     app.conf.broker_transport_options = {
         "data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
         "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),  # kombu's default is ./control, in the caller's cwd
     }
     app.conf.result_backend = f"file://{folder / 'results'}"
 
