@@ -170,6 +170,22 @@ def test_peer_that_never_reads_is_dropped(binding, limited):
             assert good.send("echo", "after") == "after"
 
 
+def test_requests_past_max_in_flight_wait_for_a_reply(binding, limited):
+    """Past ``max_in_flight`` no handler starts for what one connection sent: the echoes
+    pipelined behind three slow requests are answered only after one of those, and every
+    request is answered in the end (the held ones are released, none lost)."""
+    slow = [frame({"pattern": "slow", "data": 0.2, "id": f"s{i}"}) for i in range(3)]
+    echoes = [frame({"pattern": "echo", "data": i, "id": i}) for i in range(300)]
+    with limited(max_in_flight=3) as srv, raw_peer(srv.port) as peer:
+        peer.sendall(b"".join(slow + echoes))
+        replies = read_frames(peer, 303, timeout=20)
+        assert isinstance(replies[0]["id"], str), f"an echo ran before any slow reply: {replies[0]}"
+        assert {r["id"] for r in replies} == {"s0", "s1", "s2", *range(300)}
+        assert all(r["response"] == (0.2 if isinstance(r["id"], str) else r["id"]) for r in replies)
+        peer.sendall(frame({"pattern": "echo", "data": "after", "id": "a"}))  # reading resumed
+        assert read_frames(peer, 1) == [{"response": "after", "isDisposed": True, "id": "a"}]
+
+
 def test_max_connections(binding, limited):
     with limited(max_connections=2) as srv:
         with binding.connect(srv.port, timeout=5) as a, binding.connect(srv.port, timeout=5) as b:
