@@ -29,7 +29,7 @@ import enum
 import functools
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ __all__ = [
     "close",
     "on_finish",
     "describe",
+    "watching",
+    "watching_async",
     "family_of",
     "kind_of",
     "log",
@@ -226,6 +228,63 @@ async def _watched_async(
     finally:
         await aclose(items)
         done(error)
+
+
+Watch = Callable[["Context"], Generator[None, Any, Any]]
+"""What a middleware does around ``call_next``, as a generator function of ``ctx``: the code
+before its one ``yield`` runs first; the ``yield`` gives the call's result, or raises the
+call's exception (let it propagate); what it returns is the middleware's result."""
+
+
+def watching(watch: Watch) -> Middleware:
+    """A sync middleware (threads, gevent) made of ``watch``: one body serves both
+    :func:`watching` and :func:`watching_async`, as spans and metrics need."""
+
+    def middleware(data: Any, ctx: Context, call_next: Handler) -> Any:
+        steps = watch(ctx)
+        next(steps)
+        try:
+            result = call_next(data, ctx)
+        except BaseException as exc:
+            _thrown(steps, exc)
+            raise
+        return _sent(steps, result)
+
+    return middleware
+
+
+def watching_async(watch: Watch) -> Callable[[Any, Context, Handler], Awaitable[Any]]:
+    """The async middleware (anyio) made of ``watch``: as :func:`watching`, awaited."""
+
+    async def middleware(data: Any, ctx: Context, call_next: Handler) -> Any:
+        steps = watch(ctx)
+        next(steps)
+        try:
+            result = await call_next(data, ctx)
+        except BaseException as exc:
+            _thrown(steps, exc)
+            raise
+        return _sent(steps, result)
+
+    return middleware
+
+
+def _thrown(steps: Generator[None, Any, Any], exc: BaseException) -> None:
+    try:
+        steps.throw(exc)  # a watch that lets it propagate raises it from here
+    except StopIteration:
+        return  # it returned instead: the call's exception still propagates
+    steps.close()
+    raise RuntimeError("a watch yielded twice; it must yield once") from exc
+
+
+def _sent(steps: Generator[None, Any, Any], result: Any) -> Any:
+    try:
+        steps.send(result)
+    except StopIteration as done:
+        return done.value
+    steps.close()
+    raise RuntimeError("a watch yielded twice; it must yield once")
 
 
 def _link(middleware: Middleware, call_next: Handler) -> Handler:

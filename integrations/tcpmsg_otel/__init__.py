@@ -23,7 +23,7 @@ reads ours with ``ctx.getMetadata()``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -32,7 +32,18 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 
 from sansio_tcpmsg import Context, normalize_pattern
 from sansio_tcpmsg.calls import Call, Intercepted, intercept
-from sansio_tcpmsg.handlers import Kind, Stream, aclose, close, kind_of, on_finish, stream_of
+from sansio_tcpmsg.handlers import (
+    Kind,
+    Stream,
+    Watch,
+    aclose,
+    close,
+    kind_of,
+    on_finish,
+    stream_of,
+    watching,
+    watching_async,
+)
 
 __all__ = ["SYSTEM", "async_middleware", "inject", "middleware", "traced_client"]
 
@@ -127,17 +138,13 @@ async def _async_items_within(current: otel_context.Context, items: AsyncIterato
         await aclose(items)
 
 
-def middleware(*, tracer_provider: TracerProvider | None = None) -> Callable[[Any, Context, Any], Any]:
-    """Server middleware for threads and gevent (``router.use(middleware())``): a span
-    around every request and event (``tracer_provider``: the global one by default)."""
-    tracer = _Tracer(tracer_provider)
-
-    def traced(data: Any, ctx: Context, call_next: Callable[[Any, Context], Any]) -> Any:
+def _watch(tracer: _Tracer) -> Watch:
+    def watch(ctx: Context) -> Generator[None, Any, Any]:
         span, current = tracer.start(ctx)
         end = _ender(span)
         token = otel_context.attach(current)
         try:
-            result = call_next(data, ctx)
+            result = yield
         except BaseException as exc:
             end(exc)
             raise
@@ -145,7 +152,13 @@ def middleware(*, tracer_provider: TracerProvider | None = None) -> Callable[[An
             otel_context.detach(token)
         return on_finish(_within(current, result), end)
 
-    return traced
+    return watch
+
+
+def middleware(*, tracer_provider: TracerProvider | None = None) -> Callable[[Any, Context, Any], Any]:
+    """Server middleware for threads and gevent (``router.use(middleware())``): a span
+    around every request and event (``tracer_provider``: the global one by default)."""
+    return watching(_watch(_Tracer(tracer_provider)))
 
 
 def async_middleware(
@@ -153,22 +166,7 @@ def async_middleware(
 ) -> Callable[[Any, Context, Any], Awaitable[Any]]:
     """Server middleware for anyio (``router.use(async_middleware())``): as
     :func:`middleware`, awaited."""
-    tracer = _Tracer(tracer_provider)
-
-    async def traced(data: Any, ctx: Context, call_next: Callable[[Any, Context], Any]) -> Any:
-        span, current = tracer.start(ctx)
-        end = _ender(span)
-        token = otel_context.attach(current)
-        try:
-            result = await call_next(data, ctx)
-        except BaseException as exc:
-            end(exc)
-            raise
-        finally:
-            otel_context.detach(token)
-        return on_finish(_within(current, result), end)
-
-    return traced
+    return watching_async(_watch(_Tracer(tracer_provider)))
 
 
 def traced_client(client: Any, *, tracer_provider: TracerProvider | None = None) -> Intercepted:

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from sansio_tcpmsg import Context, normalize_pattern
 from sansio_tcpmsg.calls import Call, Intercepted, intercept
-from sansio_tcpmsg.handlers import Kind, kind_of, on_finish
+from sansio_tcpmsg.handlers import Kind, kind_of, on_finish, watching, watching_async
 
 __all__ = ["Metrics"]
 
@@ -94,33 +94,22 @@ class Metrics:
         route = ctx.route if ctx.route is not None else str(ctx.pattern)
         return self.server.start(route, "event" if ctx.is_event else "request")
 
+    def _watch(self, ctx: Context) -> Generator[None, Any, Any]:
+        done = self._start(ctx)
+        try:
+            result = yield
+        except BaseException as exc:
+            done(exc)
+            raise
+        return on_finish(result, done)
+
     def middleware(self) -> Callable[[Any, Context, Any], Any]:
         """Server middleware for threads and gevent: ``router.use(metrics.middleware())``."""
-
-        def measured(data: Any, ctx: Context, call_next: Callable[[Any, Context], Any]) -> Any:
-            done = self._start(ctx)
-            try:
-                result = call_next(data, ctx)
-            except BaseException as exc:
-                done(exc)
-                raise
-            return on_finish(result, done)
-
-        return measured
+        return watching(self._watch)
 
     def async_middleware(self) -> Callable[[Any, Context, Any], Awaitable[Any]]:
         """Server middleware for anyio: ``router.use(metrics.async_middleware())``."""
-
-        async def measured(data: Any, ctx: Context, call_next: Callable[[Any, Context], Any]) -> Any:
-            done = self._start(ctx)
-            try:
-                result = await call_next(data, ctx)
-            except BaseException as exc:
-                done(exc)
-                raise
-            return on_finish(result, done)
-
-        return measured
+        return watching_async(self._watch)
 
     def track(self, server: Any) -> Any:
         """Count ``server``'s open connections in ``tcpmsg_server_connections`` (any

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sansio_tcpmsg import RemoteError, Router, RpcError, ServerConnection
+from sansio_tcpmsg import RemoteError, Router, RpcError, ServerConnection, handlers
 from sansio_tcpmsg.events import EventReceived, RequestReceived
 from sansio_tcpmsg.framing import encode_frame
 from sansio_tcpmsg.handlers import (
@@ -589,3 +589,87 @@ def test_on_finish_async_streams() -> None:
     assert _run(items.__anext__()) == 1
     _run(items.aclose())
     assert seen[2:] == [None]
+
+
+# -- watching: one middleware body for both colours ------------------------------------
+
+
+def _run_async(coro: Any) -> Any:
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("the coroutine waited")
+
+
+def _watch_log(seen: list[Any], *, swallow: bool = False, twice: bool = False) -> Any:
+    def watch(ctx: Any) -> Any:
+        seen.append(("before", ctx))
+        try:
+            result = yield
+        except ValueError as exc:
+            seen.append(("raised", str(exc)))
+            if not swallow:
+                raise
+            return None
+        if twice:
+            yield
+        seen.append(("after", result))
+        return result * 10
+
+    return watch
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_watching_gives_the_result_and_returns_what_the_watch_returns(asynchronous: bool) -> None:
+    seen: list[Any] = []
+
+    def handler(data: Any, ctx: Any) -> Any:
+        return data + 1
+
+    async def async_handler(data: Any, ctx: Any) -> Any:
+        return data + 1
+
+    if asynchronous:
+        middleware = handlers.watching_async(_watch_log(seen))
+        assert _run_async(middleware(1, "ctx", async_handler)) == 20
+    else:
+        assert handlers.watching(_watch_log(seen))(1, "ctx", handler) == 20
+    assert seen == [("before", "ctx"), ("after", 2)]
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+@pytest.mark.parametrize("swallow", [False, True])
+def test_watching_shows_the_exception_which_still_propagates(asynchronous: bool, swallow: bool) -> None:
+    seen: list[Any] = []
+
+    def handler(data: Any, ctx: Any) -> Any:
+        raise ValueError("boom")
+
+    async def async_handler(data: Any, ctx: Any) -> Any:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        if asynchronous:
+            _run_async(handlers.watching_async(_watch_log(seen, swallow=swallow))(1, "ctx", async_handler))
+        else:
+            handlers.watching(_watch_log(seen, swallow=swallow))(1, "ctx", handler)
+    assert seen == [("before", "ctx"), ("raised", "boom")]
+
+
+def test_watching_refuses_a_watch_that_yields_twice() -> None:
+    with pytest.raises(RuntimeError, match="yielded twice"):
+        handlers.watching(_watch_log([], twice=True))(1, "ctx", lambda data, ctx: data)
+
+    def catches(ctx: Any) -> Any:
+        try:
+            yield
+        except ValueError:
+            yield
+
+    def fails(data: Any, ctx: Any) -> Any:
+        raise ValueError("boom")
+
+    with pytest.raises(RuntimeError, match="yielded twice") as info:
+        handlers.watching(catches)(1, "ctx", fails)
+    assert isinstance(info.value.__cause__, ValueError)
