@@ -111,6 +111,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--raw-out", default=None, help="keep py-spy's collapsed stacks here")
+    ap.add_argument("--gil", action="store_true",
+                    help="sample only the thread holding the GIL (threads: the others mostly wait for it)")
     args = ap.parse_args()
     pyspy = shutil.which("py-spy")
     if pyspy is None:
@@ -135,7 +137,8 @@ def main() -> None:
                                   "duration": args.duration + 1.0, "warmup": warm}))
         time.sleep(warm)
         spy = subprocess.run([pyspy, "record", "--pid", str(target), "-d", str(int(args.duration)),
-                              "-r", str(args.rate), "--format", "raw", "--nolineno", "-o", raw_path],
+                              "-r", str(args.rate), "--format", "raw", "--nolineno", "-o", raw_path,
+                              *(["--gil"] if args.gil else [])],
                              capture_output=True, text=True, timeout=args.duration + 60)
         load = json.loads(drv.readline(args.duration + 60))
     finally:

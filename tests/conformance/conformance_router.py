@@ -103,6 +103,24 @@ def blob(data, ctx):
     return "x" * int(data)
 
 
+# Tokens ``release`` was called with; ``hold`` waits for its token to appear here.
+_RELEASED: set[Any] = set()
+
+
+def hold(data, ctx):
+    """Wait (at most 10 s) until ``release`` is called with the token ``data``; return
+    whether it was: True means ``release`` ran while this handler was waiting."""
+    deadline = time.monotonic() + 10.0
+    while data not in _RELEASED and time.monotonic() < deadline:
+        pause(0.005)
+    return data in _RELEASED
+
+
+def release(data, ctx):
+    _RELEASED.add(data)
+    return data
+
+
 def events_seen(data, ctx):
     """Records of event handlers whose token (first element of data) is ``data``."""
     with _RECORDS_LOCK:
@@ -200,6 +218,8 @@ MESSAGES: list[tuple[Any, Callable[..., Any]]] = [
     (42, forty_two),
     ("blob", blob),
     ("events_seen", events_seen),
+    ("hold", hold),
+    ("release", release),
 ]
 STREAMS: list[tuple[Any, Callable[..., Any]]] = [
     ("count", count),
