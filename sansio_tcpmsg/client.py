@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from .codec import Codec
@@ -32,13 +31,9 @@ DispatchHook = Callable[[dict[str, Any]], object]
 (and ``"metadata"`` when the call gave one); the hook may set ``packet["metadata"]``."""
 
 
-@dataclass(slots=True)
-class _Pending:
-    stream: bool
-    deadline: float | None
-    pattern: Any  # and timeout: for the RequestTimeout message
-    timeout: float | None
-    last: Any = field(default=None)
+# A pending request: [stream, pattern, timeout, the last item], a list made at C speed
+# (once per request); pattern and timeout only name it in a RequestTimeout's message.
+_STREAM, _PATTERN, _TIMEOUT, _LAST = range(4)
 
 
 def _dispatched(hook: DispatchHook, pattern: Any, data: Any, metadata: Any) -> Any:
@@ -70,7 +65,7 @@ class ClientConnection(Connection):
     ) -> None:
         super().__init__(limits=limits, codec=codec)
         self.on_dispatch = on_dispatch
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, list[Any]] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._next_id = 0
 
@@ -108,7 +103,7 @@ class ClientConnection(Connection):
         self._queue(request_packet(pattern, data, request_id, metadata))
         if self.closed:  # the request passed the send cap
             raise ConnectionClosedError(_SEND_CAP_PASSED)
-        self._pending[request_id] = _Pending(stream, deadline, pattern, timeout)
+        self._pending[request_id] = [stream, pattern, timeout, None]
         if deadline is not None:
             heapq.heappush(self._deadlines, (deadline, request_id))
         return request_id
@@ -147,7 +142,7 @@ class ClientConnection(Connection):
             pending = self._pending.pop(request_id, None)
             if pending is not None:
                 self._events.append(RequestTimedOut(
-                    request_id, pending.pattern, pending.timeout, pending.stream, self.nothing_received
+                    request_id, pending[_PATTERN], pending[_TIMEOUT], pending[_STREAM], self.nothing_received
                 ))
         super().handle_timer(now)
 
@@ -156,26 +151,24 @@ class ClientConnection(Connection):
         if reply is None:
             self._events.append(PacketDropped(obj, "not a reply"))
             return
-        request_id = reply.id
+        request_id, kind, value, no_handler = reply
         pending = self._pending.get(request_id) if isinstance(request_id, str) else None
         if pending is None:
             return  # a late reply to a cancelled or timed-out request, as NestJS drops it
-        kind = reply.kind
         if kind is ReplyKind.ITEM:
-            if pending.stream:
-                self._events.append(StreamItemReceived(request_id, reply.value))
+            if pending[_STREAM]:
+                self._events.append(StreamItemReceived(request_id, value))
             else:
-                pending.last = reply.value
+                pending[_LAST] = value
             return
         del self._pending[request_id]
         if kind is ReplyKind.ERROR:
-            self._events.append(RemoteErrorReceived(request_id, reply.value, reply.no_handler))
-        elif not pending.stream:
-            value = reply.value if kind is ReplyKind.LAST else pending.last
-            self._events.append(ResponseReceived(request_id, value))
+            self._events.append(RemoteErrorReceived(request_id, value, no_handler))
+        elif not pending[_STREAM]:
+            self._events.append(ResponseReceived(request_id, value if kind is ReplyKind.LAST else pending[_LAST]))
         else:
             if kind is ReplyKind.LAST:
-                self._events.append(StreamItemReceived(request_id, reply.value))
+                self._events.append(StreamItemReceived(request_id, value))
             self._events.append(StreamEnded(request_id))
 
     def _abandon(self) -> tuple[str, ...]:

@@ -79,9 +79,12 @@ def _shortest_digits(number: float) -> tuple[str, int]:
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-# What repr writes for a float JavaScript writes otherwise ("1.0", "1e-05", "1e+16"),
-# and, rarely, the same characters inside a string: a superset, checked on the value.
-_PYTHON_ONLY_FLOAT_TEXT = re.compile(r"[0-9](?:\.0(?![0-9])|e[+-])")
+# What repr writes for a float JavaScript writes otherwise ("1.0", "1e-05", "1e+16") where
+# a JSON number starts (after "[", ":" or ","; the text's start is checked apart), and,
+# rarely, the same characters inside a string: a superset, checked on the value. A
+# uuid's "3e-4" is not a number there (NestJS's request ids are uuids).
+_PYTHON_ONLY_FLOAT_TEXT = re.compile(r"[\[:,][-0-9][0-9]*(?:\.0(?![0-9])|(?:\.[0-9]+)?e[+-])")
+_NUMBER_START = frozenset("-0123456789")
 _SCAN_UP_TO = 400  # characters: past them, walking a reply's value is cheaper
 
 
@@ -101,11 +104,17 @@ class JsonCodec:
         make_encoder = getattr(json.encoder, "c_make_encoder", None)
         if make_encoder is None:  # pragma: no cover - PyPy has no C encoder; CPython does
             encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            self._encode: Any = lambda value, _level: encoder.iterencode(value)
+            self._short = self._long = lambda value, _level: encoder.iterencode(value)
         else:
-            self._encode = make_encoder(
+            # Two encoders writing the same text. Given the C escaper itself, the C encoder
+            # escapes strings without a Python call each (0.1 µs); the other quotes long
+            # strings in a fifth of the C escaper's time (see _encode_string_fast).
+            c_escape = json.encoder.c_encode_basestring  # type: ignore[attr-defined]
+            self._short = make_encoder(None, _not_serializable, c_escape, None, ":", ",", False, False, False)
+            self._long = make_encoder(
                 None, _not_serializable, _encode_string_fast, None, ":", ",", False, False, False
             )
+        self._encode: Any = self._short
 
     def dumps(self, value: Any) -> str:
         """Serialize ``value`` as ``JSON.stringify`` would; refuse what JS cannot read."""
@@ -114,17 +123,22 @@ class JsonCodec:
         except (TypeError, ValueError, RecursionError) as exc:
             where = locate_unserializable(value, "value")
             raise UnserializableError(where or f"cannot send {type(value).__name__} as JSON: {exc}") from None
-        # Every float Python writes otherwise than JavaScript has ".", "+" or "-" in its text
-        # (memchr speed). NestJS's request ids all have "-": a short text then takes a look
-        # for what such a float looks like ("1.0", "1e-05", "1e+16"; about 2.5 µs per KiB),
-        # a long one a look at the value's floats (about 1 µs for a reply's few items).
-        if (
-            ("." in text or "+" in text or "-" in text)
-            and (len(text) > _SCAN_UP_TO or (
-                (".0" in text or "e+" in text or "e-" in text)
-                and _PYTHON_ONLY_FLOAT_TEXT.search(text) is not None))
-            and _has_python_only_float(value)
-        ):
+        # The next value is likely as long as this one (an echo, a service's replies): its
+        # encoder is chosen by this text. A guess is only ever slower, never different.
+        self._encode = self._short if len(text) < _LONG_STRING else self._long
+        # Every float Python writes otherwise than JavaScript has "." or "+" in its text, or
+        # "e-" ("1e-05"). One character is found at memchr speed; "e-" is not (about 1.7 ns
+        # a character), so a long text is suspect for any "-" (NestJS's ids all have one).
+        # A short suspect text then takes a look for what such a number looks like (about
+        # 2.5 µs per KiB), a long one a look at the value's floats (under 1 µs for a
+        # reply's few items).
+        if len(text) > _SCAN_UP_TO:
+            suspect = "." in text or "+" in text or "-" in text
+        else:
+            suspect = ("." in text or "+" in text or "e-" in text) and (
+                text[0] in _NUMBER_START or _PYTHON_ONLY_FLOAT_TEXT.search(text) is not None
+            )
+        if suspect and _has_python_only_float(value):
             text = _js_dumps(value)
         if not text.isascii():
             try:
@@ -145,6 +159,7 @@ class JsonCodec:
 
 
 _c_encode_string = json.encoder.encode_basestring
+_LONG_STRING = 4096  # characters: from there on, a string's escaping is worth checking first
 _MUST_ESCAPE = tuple(map(chr, range(32))) + ('"', "\\")
 
 
@@ -155,7 +170,7 @@ def _encode_string_fast(text: str) -> str:
     string with nothing to escape only needs quotes, which 34 ``in`` tests (memchr
     speed) prove in a fifth of that time.
     """
-    if len(text) < 4096:
+    if len(text) < _LONG_STRING:
         return _c_encode_string(text)
     for char in _MUST_ESCAPE:
         if char in text:
@@ -170,17 +185,29 @@ def _not_serializable(value: Any) -> Any:
 def _has_python_only_float(value: Any) -> bool:
     """True if ``value`` holds a float whose repr is not JavaScript's ("1.0", "1e-05")."""
     stack = [value]
+    pop, extend = stack.pop, stack.extend
     while stack:
-        item = stack.pop()
-        if isinstance(item, float):
+        item = pop()
+        cls = item.__class__
+        if cls is str or cls is int or cls is bool or item is None:
+            continue  # the common leaves first, by exact type
+        if cls is dict:
+            extend(item.values())
+            for key in item:
+                if key.__class__ is not str:
+                    extend(item)  # a float key is written by repr too
+                    break
+        elif cls is list or cls is tuple:
+            extend(item)
+        elif isinstance(item, float):
             text = repr(item)
             if "e" in text or text.endswith(".0"):
                 return True
         elif isinstance(item, dict):
-            stack.extend(item.values())
-            stack.extend(k for k in item if isinstance(k, float))
+            extend(item.values())
+            extend(item)
         elif isinstance(item, (list, tuple)):
-            stack.extend(item)
+            extend(item)
     return False
 
 

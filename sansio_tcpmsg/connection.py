@@ -54,6 +54,7 @@ class Connection(ABC):
         # framing, they say which protocol the peer speaks instead (TLS, HTTP, ...).
         self._head: bytes | None = b""
         self._send_cap = self.limits.max_send_buffer_size or math.inf
+        self._high_water = self.limits.send_high_water
         # Frames read while ``_paused`` (set by a server at its limits): handled, in order,
         # once it is cleared, so what one read held never costs more than its frames.
         self._held: deque[str] = deque()
@@ -74,13 +75,18 @@ class Connection(ABC):
             if texts and head is not None:
                 self._head = None  # a frame: the peer speaks our protocol
             held = self._held
+            loads, handle = self.codec.loads, self._handle_packet
             for text in texts:
                 if self.closed:  # a reply to an earlier frame passed the send cap
                     return
                 if self._paused or held:
                     held.append(text)  # after those read before it
-                else:
-                    self._handle_text(text)
+                    continue
+                try:  # _handle_text, inline: this runs once per request
+                    obj = loads(text)
+                except ValueError as exc:
+                    raise _frame_error(exc, text) from None
+                handle({} if obj is None else obj)
         except RemoteProtocolError as exc:
             head = self._head
             if head is not None and isinstance(exc, FrameError) and not starts_like_frames(head):
@@ -94,10 +100,8 @@ class Connection(ABC):
     def _handle_text(self, text: str) -> None:
         try:
             obj = self.codec.loads(text)
-        except DeserializerError as exc:
-            raise FrameError(str(exc)) from None
-        except ValueError:
-            raise FrameError(f"invalid JSON in frame: {text[:80]!r}") from None
+        except ValueError as exc:
+            raise _frame_error(exc, text) from None
         self._handle_packet({} if obj is None else obj)
 
     def _release(self) -> None:
@@ -118,8 +122,11 @@ class Connection(ABC):
     def data_to_send(self) -> bytes:
         """Everything queued for the peer since the last call; the binding writes it,
         then says with ``note_send_buffer`` how much its socket still holds."""
-        out = b"".join(self._outbound)
-        self._outbound.clear()
+        outbound = self._outbound
+        if not outbound:
+            return b""
+        out = b"".join(outbound)  # one frame: the frame itself, no copy
+        outbound.clear()
         self.bytes_to_send = 0
         return out
 
@@ -130,9 +137,9 @@ class Connection(ABC):
             raise _unserializable(packet, exc) from None
         frame = encode_frame(text)
         self._outbound.append(frame)
-        self.bytes_to_send += len(frame)
-        if self._send_buffered + self.bytes_to_send > self._send_cap:
-            self._check_send_buffer()
+        self.bytes_to_send = queued = self.bytes_to_send + len(frame)
+        if self._send_buffered + queued > self._send_cap:
+            self._check_send_buffer()  # refused: nothing past the cap stays queued
 
     # -- backpressure -----------------------------------------------------------------
 
@@ -146,7 +153,8 @@ class Connection(ABC):
         replies its handlers produce before the binding next writes.
         """
         self._send_buffered = size
-        self._check_send_buffer()
+        if size + self.bytes_to_send > self._send_cap:
+            self._check_send_buffer()
 
     def _check_send_buffer(self) -> None:
         size = self._send_buffered + self.bytes_to_send
@@ -159,7 +167,7 @@ class Connection(ABC):
     @property
     def reading_paused(self) -> bool:
         """True while the peer is not reading fast enough: stop reading from it."""
-        return self._send_buffered > self.limits.send_high_water
+        return self._send_buffered > self._high_water
 
     # -- time -------------------------------------------------------------------------
 
@@ -219,6 +227,13 @@ class Connection(ABC):
     @abstractmethod
     def _abandon(self) -> tuple[str, ...]:
         """Forget every pending exchange; return the client request ids it failed."""
+
+
+def _frame_error(exc: ValueError, text: str) -> FrameError:
+    """What a frame whose text the codec refused fails the connection with."""
+    if isinstance(exc, DeserializerError):
+        return FrameError(str(exc))
+    return FrameError(f"invalid JSON in frame: {text[:80]!r}")
 
 
 def _unserializable(packet: dict[str, Any], exc: UnserializableError) -> UnserializableError:

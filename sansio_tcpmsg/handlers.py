@@ -124,7 +124,8 @@ class Stream(enum.Enum):
     ASYNC_ITEMS = "async iterator"
 
 
-# Results that are one value for sure, told apart without the (slower) ABC checks.
+# Results that are one value for sure, told apart without the (slower) ABC checks (the
+# server's reply path tests it itself before calling stream_of).
 _VALUES = frozenset({dict, list, str, int, float, bool, type(None), tuple, bytes})
 
 

@@ -60,11 +60,17 @@ class Incoming(NamedTuple):
     metadata: Any
 
 
+# The named tuples read per packet are made by tuple.__new__ itself: their generated
+# ``__new__`` is one Python call more per packet.
+_tuple = tuple.__new__
+
+
 def parse_incoming(obj: Any) -> Incoming | None:
     """Read what a client sent; None for JSON that NestJS would not treat as a packet."""
     if not isinstance(obj, dict) or ("pattern" not in obj and "data" not in obj):
         return None
-    return Incoming("id" in obj, obj.get("id"), obj.get("pattern"), obj.get("data"), obj.get("metadata"))
+    get = obj.get
+    return _tuple(Incoming, ("id" in obj, get("id"), get("pattern"), get("data"), get("metadata")))
 
 
 class ReplyKind(enum.Enum):
@@ -89,17 +95,22 @@ def parse_reply(obj: Any) -> Reply | None:
     """Read what a server sent, as a NestJS 12 client does; None if it answers nothing."""
     if not isinstance(obj, dict) or not obj:
         return None
+    get = obj.get
     if not _ENVELOPE_KEYS.issuperset(obj):
-        return Reply(obj.get("id"), ReplyKind.LAST, obj)
-    err = obj.get("err")
+        return _tuple(Reply, (get("id"), _LAST, obj, False))
+    err = get("err")
     if err is not None and js_truthy(err):
-        no_handler = err == NO_HANDLER_MESSAGE and obj.get("status") == "error"
-        return Reply(obj.get("id"), ReplyKind.ERROR, err, no_handler)
-    if js_truthy(obj.get("isDisposed")):
+        no_handler = err == NO_HANDLER_MESSAGE and get("status") == "error"
+        return _tuple(Reply, (get("id"), _ERROR, err, no_handler))
+    disposed = get("isDisposed")
+    if disposed is True or (disposed is not None and js_truthy(disposed)):
         if "response" in obj:
-            return Reply(obj.get("id"), ReplyKind.LAST, obj["response"])
-        return Reply(obj.get("id"), ReplyKind.END)
-    return Reply(obj.get("id"), ReplyKind.ITEM, obj.get("response"))
+            return _tuple(Reply, (get("id"), _LAST, obj["response"], False))
+        return _tuple(Reply, (get("id"), _END, None, False))
+    return _tuple(Reply, (get("id"), _ITEM, get("response"), False))
+
+
+_ITEM, _LAST, _END, _ERROR = ReplyKind.ITEM, ReplyKind.LAST, ReplyKind.END, ReplyKind.ERROR
 
 
 # -- writers: the packets a client sends ----------------------------------------------

@@ -12,6 +12,7 @@ from .connection import Connection
 from .defaults import LOG
 from .errors import LocalProtocolError, ProxyHeaderError, RpcError, UnserializableError
 from .events import EventReceived, PacketDropped, RequestReceived
+from .handlers import _VALUES as _ONE_VALUE
 from .handlers import Handlers, Stream, log, stream_of
 from .health import HEALTH_ROUTE, health_reply
 from .limits import Limits
@@ -114,13 +115,11 @@ class ServerConnection(Connection):
     def note_send_buffer(self, size: int) -> None:
         """As :meth:`Connection.note_send_buffer`; requests held while the peer did not
         read may start again (take the events after this call too)."""
-        super().note_send_buffer(size)
+        Connection.note_send_buffer(self, size)  # not super(): this runs once per write
         self._repause()
 
     def _repause(self) -> None:
-        self._paused = paused = (
-            self._send_buffered > self.limits.send_high_water or len(self._in_flight) >= self._max_in_flight
-        )
+        self._paused = paused = self._send_buffered > self._high_water or len(self._in_flight) >= self._max_in_flight
         if not paused and self._held:
             self._release()
 
@@ -194,26 +193,28 @@ class ServerConnection(Connection):
         if incoming is None:
             self._events.append(PacketDropped(obj, "neither a request nor an event"))
             return
-        route = route_of_incoming(incoming.pattern)
-        if route == HEALTH_ROUTE and incoming.is_request:
-            self._queue(health_reply(incoming.id, self.draining))
+        is_request, client_id, pattern, data, metadata = incoming
+        route = route_of_incoming(pattern)
+        if not is_request:
+            context = Context(pattern, route, metadata, self.peer, True)
+            self._events.append(EventReceived(data, context, self.router.event_handlers(route)))
+            return
+        if route == HEALTH_ROUTE:
+            self._queue(health_reply(client_id, self.draining))
             if self.draining and not self._in_flight:
                 self.close()  # a check waiting for a string it will not get fails at once
             return
-        context = Context(incoming.pattern, route, incoming.metadata, self.peer, not incoming.is_request)
-        if not incoming.is_request:
-            self._events.append(EventReceived(incoming.data, context, self.router.event_handlers(route)))
-            return
+        context = Context(pattern, route, metadata, self.peer, False)
         handler = self.router.message_handler(route)
         if handler is None:
-            self._queue(no_handler_packet(incoming.id))
+            self._queue(no_handler_packet(client_id))
             if log.isEnabledFor(_DEBUG):
                 _done("request", context, "no handler", None, None)
             return
-        self._next_id += 1
+        self._next_id = request_id = self._next_id + 1
         in_flight = self._in_flight
-        in_flight[self._next_id] = [incoming.id, context, self._last_received, 0]
-        self._events.append(RequestReceived(self._next_id, incoming.data, context, handler))
+        in_flight[request_id] = [client_id, context, self._last_received, 0]
+        self._events.append(RequestReceived(request_id, data, context, handler))
         if len(in_flight) >= self._max_in_flight:
             self._paused = True  # the frames after this one wait for a reply
 
@@ -222,11 +223,11 @@ class ServerConnection(Connection):
         request_id: int,
         write: Callable[[Any, Any], dict[str, Any]],
         value: Any,
-        *,
         final: bool,
-        outcome: str = "",
-        now: float | None = None,
+        outcome: str,
+        now: float | None,
     ) -> None:
+        # Positional only, from the methods below: a keyword costs a call a little more.
         if self.closed:
             return  # the peer is gone; NestJS drops such replies too
         in_flight = self._in_flight
@@ -254,22 +255,22 @@ class ServerConnection(Connection):
         queued and the request still waiting: answer it with ``fail``. ``now`` (the
         binding's clock) dates the DEBUG line.
         """
-        self._reply(request_id, reply_packet, value, final=True, outcome="replied", now=now)
+        self._reply(request_id, reply_packet, value, True, "replied", now)
 
     def send_item(self, request_id: int, value: Any) -> None:
         """Send one value of a streamed reply (raises as ``respond`` does)."""
-        self._reply(request_id, item_packet, value, final=False)
+        self._reply(request_id, item_packet, value, False, "", None)
 
     def end_stream(self, request_id: int, now: float | None = None) -> None:
         """Complete a streamed reply."""
-        self._reply(request_id, reply_packet, None, final=True, now=now)  # a reply with no value
+        self._reply(request_id, reply_packet, None, True, "", now)  # a reply with no value
 
     def fail(self, request_id: int, exc: BaseException, now: float | None = None) -> None:
         """Reply with the error NestJS sends for ``exc`` (see :func:`error_payload`)."""
         try:
-            self._reply(request_id, error_packet, error_payload(exc), final=True, outcome="failed", now=now)
+            self._reply(request_id, error_packet, error_payload(exc), True, "failed", now)
         except UnserializableError:
-            self._reply(request_id, error_packet, INTERNAL_ERROR, final=True, outcome="failed", now=now)
+            self._reply(request_id, error_packet, INTERNAL_ERROR, True, "failed", now)
 
     # -- what a handler's outcome means -------------------------------------------------
 
@@ -282,10 +283,12 @@ class ServerConnection(Connection):
         a plain function), :class:`UnserializableError` for a value JSON cannot carry:
         pass either to :meth:`handler_raised`.
         """
-        stream = stream_of(result, self.family)
-        if stream is None:
-            self.respond(request_id, result, now)
-        return stream
+        if type(result) not in _ONE_VALUE:  # else one value for sure, as stream_of says
+            stream = stream_of(result, self.family)
+            if stream is not None:
+                return stream
+        self._reply(request_id, reply_packet, result, True, "replied", now)
+        return None
 
     def handler_raised(self, request_id: int, exc: Exception, now: float | None = None) -> None:
         """A request's handler (or its reply) failed with ``exc``: log it unless it is an

@@ -14,6 +14,7 @@ from sansio_tcpmsg import ClientConnection, PacketCodec, Router, ServerConnectio
 from sansio_tcpmsg.codec import JsonCodec, js_number
 from sansio_tcpmsg.errors import FrameError, UnserializableError
 from sansio_tcpmsg.events import ProtocolErrorOccurred, RequestReceived, ResponseReceived
+from sansio_tcpmsg.packets import js_truthy
 
 codec = JsonCodec()
 
@@ -182,3 +183,38 @@ def test_packet_codec_failures_are_named() -> None:
     conn = ClientConnection(codec=PacketCodec(deserialize=_unwrap))
     conn.receive_data(b"3#{x}", 0.0)
     assert "invalid JSON in frame" in str(conn.events_received()[0].error)  # type: ignore[attr-defined]
+
+
+class _Dict(dict):  # type: ignore[type-arg]
+    pass
+
+
+class _List(list):  # type: ignore[type-arg]
+    pass
+
+
+class _Int(int):
+    pass
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 500])
+def test_floats_in_subclasses_and_keys_are_written_as_javascript_writes_them(pad: str) -> None:
+    # short and long texts; the walk of the value sees through dict and list subclasses
+    value = [_Dict({"a": 1.0}), _List([2.0]), {3.0: "k", "s": pad}, 1e-7]
+    assert JsonCodec().dumps(value) == f'[{{"a":1}},[2],{{"3":"k","s":"{pad}"}},1e-7]'
+    assert JsonCodec().dumps(1.0) == "1" and JsonCodec().dumps(-1e-7) == "-1e-7"
+    assert JsonCodec().dumps([_Dict({1: pad}), _List(["-", _Int(5)])]) == f'[{{"1":"{pad}"}},["-",5]]'
+
+
+def test_the_encoder_follows_the_length_of_the_texts() -> None:
+    # a long string is quoted by the check-first encoder; either encoder writes the same text
+    codec = JsonCodec()
+    long = "x" * 5000 + '"'
+    for value in ["é", long, long, "a\n", long + "\n", "short"]:
+        assert codec.dumps(value) == json.dumps(value, ensure_ascii=False)
+
+
+def test_js_truthy() -> None:
+    assert [js_truthy(v) for v in (None, False, 0, "", 0.0, [], {}, "a", 1, True)] == [
+        False, False, False, False, False, True, True, True, True, True
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -228,6 +229,10 @@ def test_handler_returned_replies_or_says_how_it_streams() -> None:
     assert isinstance(event, RequestReceived)
     assert conn.handler_returned(event.request_id, 7, 10.5) is None
     assert conn.data_to_send() == encode_frame('{"response":7,"isDisposed":true,"id":"r"}')
+    # a type the reply path does not know for one value is asked of stream_of: one value too
+    event = one_request(conn, '{\\"cmd\\":\\"add\\"}')  # the route {"cmd":"add"}, as a string
+    assert conn.handler_returned(event.request_id, collections.OrderedDict(a=1), 10.5) is None
+    assert conn.data_to_send() == encode_frame('{"response":{"a":1},"isDisposed":true,"id":"r"}')
 
 
 def test_stream_lines_and_failures_are_logged(caplog: pytest.LogCaptureFixture) -> None:
