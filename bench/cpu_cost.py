@@ -19,6 +19,8 @@ concurrency model M this runs, side by side and interleaved per repetition:
   CPU per request in every Python server);
 - clients: ours (``bench/load.py --binding X``) and the ceiling (``bench/raw_client.py
   --mode M``) against one NestJS 12 server; the driver process's CPU per request.
+  ``--models gevent-futures,threads-futures`` (clients only): ONE caller keeping C calls
+  in flight with ``client.submit``, next to the model's C-caller ceiling.
 
 Prints, per model, side and payload, the medians in µs per request and the ratio
 ``ours / ceiling`` (1.00 is the ceiling; lower is better), Markdown. ``--json`` writes
@@ -43,7 +45,11 @@ from run import Proc, nest_modules, start_driver, start_server
 TICK = os.sysconf("SC_CLK_TCK")
 
 #: model -> our binding on that model
-OURS = {"asyncio": "anyio-asyncio", "trio": "anyio-trio", "gevent": "gevent", "threads": "threads"}
+OURS = {"asyncio": "anyio-asyncio", "trio": "anyio-trio", "gevent": "gevent", "threads": "threads",
+        "gevent-futures": "gevent-futures", "threads-futures": "threads-futures"}
+
+#: model -> its framework-free ceiling (the futures modes: their model's C-caller client)
+CEILING = {m: f"raw-{m.split('-')[0]}" for m in OURS}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -124,7 +130,8 @@ def measure_client(kind: str, port: int, cells: list[dict[str, Any]], env_node: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--side", default="both", choices=("server", "client", "both"))
-    ap.add_argument("--models", default=",".join(OURS))
+    ap.add_argument("--models", default="asyncio,trio,gevent,threads",
+                    help="also gevent-futures, threads-futures (clients: one caller with C submit() futures)")
     ap.add_argument("--payloads", default="small,1k")
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--duration", type=float, default=2.0)
@@ -140,6 +147,8 @@ def main() -> None:
     for m in models:
         if m not in OURS:
             raise SystemExit(f"--models: unknown model {m!r} (known: {', '.join(OURS)})")
+    if args.side != "client" and any(m.endswith("-futures") for m in models):
+        raise SystemExit("--models: the futures modes are clients only (--side client)")
     payloads = [p for p in args.payloads.split(",") if p]
     cells = [{"payload": p, "concurrency": args.concurrency, "duration": args.duration, "warmup": args.warmup}
              for p in payloads]
@@ -155,7 +164,7 @@ def main() -> None:
                 nest, port = start_server("nest", env_node, env_py)
             try:
                 for m in models:
-                    for who, kind in (("ours", OURS[m]), ("ceiling", f"raw-{m}")):
+                    for who, kind in (("ours", OURS[m]), ("ceiling", CEILING[m])):
                         if side == "server":
                             r = measure_server(kind, cells, env_node, env_py, args.driver)
                         else:

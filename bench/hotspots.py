@@ -103,7 +103,8 @@ def short(frame: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--side", choices=("server", "client"), required=True)
-    ap.add_argument("--binding", default="anyio-asyncio", choices=_common.BINDINGS)
+    ap.add_argument("--binding", default="anyio-asyncio", choices=_common.BINDINGS + _common.FUTURES,
+                    help="also threads-futures, gevent-futures (--side client: one caller, C submit() futures)")
     ap.add_argument("--payload", default="small", choices=_common.PAYLOADS)
     ap.add_argument("-c", "--concurrency", type=int, default=64)
     ap.add_argument("--duration", type=float, default=5.0)

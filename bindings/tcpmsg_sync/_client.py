@@ -47,6 +47,7 @@ _LEAD: tuple[str, Any] = ("lead", None)
 """Put in a waiting caller's queue: the socket has no reader, become it."""
 
 _IDLE = 0.05  # seconds without calls before the background reader watches the socket
+_NEVER = float("inf")
 
 
 class _Sink(Protocol):
@@ -85,10 +86,13 @@ def _take(waiter: QueueLike) -> tuple[str, Any] | None:
 class _Session:
     """One socket and the core connection on it; waiters by request id.
 
-    Callers waiting for a reply take turns reading the socket themselves (one reader at
-    a time, the others wait on their queue), so a reply wakes no other thread; the
-    background reader watches the socket only while no call is waiting. Writes are
-    combined the same way: one writer at a time, with what others queued meanwhile.
+    Threads: callers waiting for a reply take turns reading the socket themselves (one
+    reader at a time, the others wait on their queue), so a reply wakes no other thread;
+    the background reader watches the socket only while no call is waiting. gevent: the
+    background reader always reads and switches each reply's caller in. Writes are
+    combined: one writer at a time, with what others queued meanwhile; a call submitted
+    while others are in flight hands its bytes to the writer task instead of writing
+    them, so one thread submitting many calls makes one write per batch.
     """
 
     def __init__(self, conn: ClientConnection, sock: Any, tls: TlsLayer | None,
@@ -100,8 +104,14 @@ class _Session:
         self.submitted: set[_Sink] = set()  # submitted calls still pending (no one waits)
         self.followers: dict[QueueLike, str] = {}  # callers blocked on their queue
         self.reading = False
+        #: When the reader wakes at the latest (the core's timer when it began waiting):
+        #: a caller whose deadline is not earlier needs no timer of its own.
+        self.armed = _NEVER
         self.writing = False
         self.out: list[bytes] = []
+        self.handed = False  # the writer task owns the write of ``out``
+        self.flush = backend.event()  # wakes the writer task
+        self.writer: Task | None = None
         self.last_call = 0.0
         self.lost = False
         self.wake = backend.event()  # wakes the background reader (closing, a submit)
@@ -198,6 +208,7 @@ class Client:
             return
         self._core(session, session.conn.close)
         session.wake.set()
+        session.flush.set()
         with contextlib.suppress(OSError):
             session.sock.shutdown(socket.SHUT_RDWR)
         if session.reader is not None:
@@ -277,9 +288,10 @@ class Client:
         if out:
             self._write(session, out)
 
-    @staticmethod
-    def _take_out(session: _Session) -> bytes:
-        """(Under the lock.) The core's bytes if this caller is to write them, else b""."""
+    def _take_out(self, session: _Session, defer: bool = False) -> bytes | None:
+        """(Under the lock.) The core's bytes if this caller is to write them, else b""
+        (queued behind a write in progress), or None: with ``defer``, handed to the
+        writer task (the caller then sets ``session.flush``)."""
         out = session.conn.data_to_send()
         if session.tls is not None:
             out = session.tls.encrypt(out, session.conn.closed)
@@ -288,11 +300,30 @@ class Client:
                 session.out.append(out)
                 return b""
             session.writing = True
+            if defer:
+                session.out.append(out)
+                session.handed = True
+                if session.writer is None:
+                    session.writer = self._b.spawn(self._write_loop, session)
+                return None
         return out
 
-    def _write(self, session: _Session, data: bytes) -> bool:
+    def _write_loop(self, session: _Session) -> None:
+        """The writer task: writes what deferred writes handed over, until the end."""
+        while True:
+            session.flush.wait()
+            session.flush.clear()
+            with self._lock:
+                handed, session.handed = session.handed, False
+            if handed:
+                self._write(session, b"", batch=False)
+            if session.conn.closed:
+                return
+
+    def _write(self, session: _Session, data: bytes, batch: bool = True) -> bool:
         """Write ``data`` and whatever other callers queued meanwhile; False if it failed."""
-        self._b.before_write()
+        if batch:
+            self._b.before_write()
         with self._lock:
             if session.out:
                 data = b"".join([data, *session.out])
@@ -326,6 +357,7 @@ class Client:
             if session.submitted:  # a later submit may bring an earlier deadline: look soon
                 soon = b.monotonic() + _IDLE
                 timer = soon if timer is None else min(timer, soon)
+            session.armed = _NEVER if timer is None else timer
         try:
             if timer is not None and not b.wait_readable(sock, timer - b.monotonic()):
                 self._core(session, conn.handle_timer, b.monotonic())
@@ -393,22 +425,28 @@ class Client:
     def _read_loop(self, session: _Session) -> None:
         """The background reader: watches the socket while no caller does."""
         b = self._b
-        while not session.conn.closed:
-            with self._lock:
-                lead = not session.reading and (
-                    bool(session.submitted)
-                    or b.monotonic() - session.last_call > _IDLE
-                    or self._next_reader(session) is not None)
-                session.reading = session.reading or lead
-            if not lead:
-                session.wake.wait(_IDLE)
-                session.wake.clear()  # what set it is looked at on the next turn
-                continue
-            try:
-                self._read_step(session)
-            finally:
-                self._release(session)
-        self._lose(session)
+        always = not b.callers_read
+        try:
+            while not session.conn.closed:
+                with self._lock:
+                    lead = not session.reading and (
+                        always
+                        or bool(session.submitted)
+                        or b.monotonic() - session.last_call > _IDLE
+                        or self._next_reader(session) is not None)
+                    session.reading = session.reading or lead
+                if not lead:
+                    session.wake.wait(_IDLE)
+                    session.wake.clear()  # what set it is looked at on the next turn
+                    continue
+                try:
+                    self._read_step(session)
+                finally:
+                    self._release(session)
+        finally:
+            if not session.conn.closed:  # killed: callers that wait on it must not hang
+                self._core(session, session.conn.close)
+            self._lose(session)
 
     def _dispatch(self, session: _Session, events: list[Event]) -> None:
         waiters = session.waiters
@@ -456,11 +494,12 @@ class Client:
         background reader if no one reads."""
         if timeout is DEFAULT:
             timeout = self.timeout
-        submitted = isinstance(waiter, _Submitted)
-        if self._session is not None:
-            self._catch_up(self._session)
+        submitted = defer = isinstance(waiter, _Submitted)
+        current = self._session
+        if current is not None and not current.reading:
+            self._catch_up(current)
         for attempt in range(2):
-            session = self._open()
+            session = current if current is not None and not current.conn.closed else self._open()
             try:
                 with self._lock:
                     deadline = None if timeout is None else self._b.monotonic() + timeout
@@ -469,26 +508,33 @@ class Client:
                         stream=stream)
                     session.waiters[request_id] = waiter
                     if submitted:
+                        # Others in flight: their replies will come, and the writer
+                        # task writes this one with the next calls submitted meanwhile.
+                        defer = bool(session.submitted)
                         session.submitted.add(waiter)
                         submitted = not session.reading
-                    out = self._take_out(session)
+                    out = self._take_out(session, defer)
                 break
             except ConnectionClosedError as exc:
                 if attempt:
                     named = self._closed(session, exc)
                     raise named from named.__cause__
+                current = None
         if submitted:
             session.wake.set()
         if out:
             self._write(session, out)
+        elif out is None:
+            session.flush.set()
         return session, request_id, deadline
 
     def _wait(self, session: _Session, waiter: QueueLike, request_id: str,
               deadline: float | None) -> tuple[str, Any]:
         b, lock = self._b, self._lock
+        reads = b.callers_read
         while True:
             with lock:
-                lead = not session.reading and not session.conn.closed
+                lead = reads and not session.reading and not session.conn.closed
                 if lead:
                     # What the last reader delivered is queued before it let go.
                     outcome = _take(waiter)
@@ -496,7 +542,11 @@ class Client:
                         return outcome
                     session.reading = True
                 else:
-                    session.followers[waiter] = request_id
+                    if reads:
+                        session.followers[waiter] = request_id
+                    # The reader wakes by the core's timer: if that comes no later than
+                    # this call's deadline, the reader times the call out, no timer here.
+                    timed = deadline is not None and deadline < session.armed
             if lead:
                 try:
                     self._read_step(session)
@@ -506,7 +556,7 @@ class Client:
                 if outcome is None:
                     continue
             else:
-                wait = None if deadline is None else max(deadline - b.monotonic(), 0.0) + 0.002
+                wait = None if not timed or deadline is None else max(deadline - b.monotonic(), 0.0) + 0.002
                 try:
                     outcome = waiter.get(timeout=wait)
                 except Empty:
@@ -515,18 +565,19 @@ class Client:
                         outcome = "error", ConnectionClosedError("connection closed")
                     else:
                         self._core(session, session.conn.handle_timer, b.monotonic())
-                with lock:
-                    del session.followers[waiter]
-                    nxt = self._next_reader(session) if outcome is not _LEAD else None
-                if nxt is not None:
-                    nxt.put(_LEAD)
+                if reads:
+                    with lock:
+                        del session.followers[waiter]
+                        nxt = self._next_reader(session) if outcome is not _LEAD else None
+                    if nxt is not None:
+                        nxt.put(_LEAD)
             if outcome is not _LEAD:
                 return outcome
 
     def send(self, pattern: Any, data: Any = None, *, timeout: float | None = DEFAULT,
              metadata: Any = None) -> Any:
         """Send a request and return its reply's value (see the contract for errors)."""
-        waiter = self._b.queue()
+        waiter = self._b.waiter()
         session, request_id, deadline = self._start(pattern, data, timeout, metadata, False, waiter)
         kind, value = self._wait(session, waiter, request_id, deadline)
         if kind == "error":

@@ -279,7 +279,7 @@ class PooledClient:
         while True:
             conn = self._pick(deadline, avoid)
             left = None if deadline is None else max(deadline - b.monotonic(), 0.0)
-            waiter = b.queue()
+            waiter = b.queue() if stream else b.waiter()
             try:
                 session, request_id, call_deadline = conn.handle._start(
                     pattern, data, left, metadata, stream, waiter)

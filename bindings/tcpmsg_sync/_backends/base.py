@@ -83,6 +83,12 @@ class Pool(Protocol):
 class Backend(Protocol):
     """The primitives the sync client and server are written against."""
 
+    #: Whether a client's waiting callers take turns reading the socket themselves
+    #: (threads: the caller whose reply comes next needs no thread wake-up), or leave
+    #: it to the client's background reader (gevent: a switch is cheap, and a reader
+    #: that never changes keeps one socket watcher and no hand-off per read).
+    callers_read: bool
+
     def connect(self, host: str, port: int, timeout: float | None) -> Any:
         """A connected socket in blocking mode (TLS, if any, is ``tcpmsg_sync._tls``'s)."""
 
@@ -103,6 +109,11 @@ class Backend(Protocol):
 
     def queue(self) -> QueueLike:
         """A new unbounded queue."""
+
+    def waiter(self) -> QueueLike:
+        """What one call's caller blocks on for its one outcome (and, where callers read,
+        the reader role): ``put`` from any task, ``get`` by that caller only (threads: a
+        queue; gevent: a ``gevent.hub.Waiter``, as cheap as a switch)."""
 
     def future(self) -> FutureLike:
         """A new unresolved future (it cannot be cancelled: the call is already sent)."""

@@ -17,7 +17,7 @@ import gevent.queue  # type: ignore[import-untyped, unused-ignore]
 import gevent.socket  # type: ignore[import-untyped, unused-ignore]
 from tcpmsg_sockopts import SocketOption
 
-from .base import addresses, listen_on
+from .base import Empty, addresses, listen_on
 
 __all__ = ["GeventBackend", "GreenFuture"]
 
@@ -80,6 +80,34 @@ class _GreenletPool:
             gevent.sleep(0.005)
 
 
+class _Slot:
+    """One call's outcome, delivered to its waiting greenlet by a switch from the hub
+    (``gevent.hub.Waiter``: no queue, no event, no link); ``get`` by one greenlet."""
+
+    __slots__ = ("_waiter", "_later")
+
+    def __init__(self) -> None:
+        self._waiter = gevent.hub.Waiter()
+        self._later = self._waiter.hub.loop.run_callback
+
+    def put(self, item: Any) -> None:
+        """Deliver ``item`` (from any greenlet: the switch happens in the hub)."""
+        self._later(self._waiter.switch, item)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """The outcome; ``Empty`` if none came in ``timeout`` (or at once, unblocking)."""
+        waiter = self._waiter
+        if not block:
+            if waiter.ready():
+                return waiter.get()
+            raise Empty
+        if timeout is None:
+            return waiter.get()
+        with gevent.Timeout(max(timeout, 0.0), False):
+            return waiter.get()
+        raise Empty
+
+
 class GreenFuture:
     """``concurrent.futures.Future``'s reading side on a gevent ``AsyncResult``: waiting
     on it yields to the hub instead of blocking the thread."""
@@ -132,6 +160,8 @@ class GreenFuture:
 class GeventBackend:
     """Cooperative primitives: gevent sockets, greenlets, gevent locks, events, queues."""
 
+    callers_read = False
+
     def connect(self, host: str, port: int, timeout: float | None) -> Any:
         """A connected gevent socket."""
         sock: Any = gevent.socket.create_connection((host, port), timeout=timeout)
@@ -167,6 +197,10 @@ class GeventBackend:
     def queue(self) -> Any:
         """A new unbounded gevent queue (no task tracking: half the cost of ``Queue``)."""
         return gevent.queue.SimpleQueue()
+
+    def waiter(self) -> _Slot:
+        """A ``gevent.hub.Waiter`` for one outcome."""
+        return _Slot()
 
     def future(self) -> GreenFuture:
         """A future that greenlets wait on cooperatively."""

@@ -68,6 +68,8 @@ class _ThreadPool:
 class ThreadBackend:
     """Standard library primitives: OS threads and blocking sockets."""
 
+    callers_read = True
+
     def connect(self, host: str, port: int, timeout: float | None) -> socket.socket:
         """A connected socket in blocking mode."""
         sock = socket.create_connection((host, port), timeout=timeout)
@@ -99,6 +101,10 @@ class ThreadBackend:
     def event(self) -> threading.Event:
         """A new event."""
         return threading.Event()
+
+    def waiter(self) -> queue.SimpleQueue[Any]:
+        """A queue: a caller gets its outcome, or the reader role, from it."""
+        return queue.SimpleQueue()
 
     def queue(self) -> queue.SimpleQueue[Any]:
         """A new unbounded queue."""
