@@ -40,6 +40,7 @@ import functools
 import gc
 import importlib
 import importlib.util
+import math
 import os
 import sys
 import threading
@@ -141,6 +142,15 @@ def _unpack(call: Call) -> tuple[Any, Any, dict[str, Any]]:
     return (call[0], call[1], call[2] if len(call) > 2 else {})  # type: ignore[misc]
 
 
+class _GaveUp:
+    def __repr__(self) -> str:
+        return "GAVE_UP"
+
+
+GAVE_UP: Any = _GaveUp()
+"""The result in ``send_many`` of a call whose caller gave up (``cancel_after``)."""
+
+
 # ---------------------------------------------------------------------------------------
 # clients
 
@@ -184,17 +194,33 @@ class Client:
 
     def send_many(self, calls: Sequence[Call], timeout: float = 30.0) -> list[Any]:
         """Every call in flight at once; each result, in order, is the value or the
-        exception raised. A call given as ``(pattern, data, kw)`` passes ``kw`` to send."""
+        exception raised. A call given as ``(pattern, data, kw)`` passes ``kw`` to send,
+        but for ``cancel_after``: its caller gives up after that many seconds, the
+        binding's own way (a cancel scope on anyio, ``gevent.Timeout`` in the calling
+        greenlet), and its result is :data:`GAVE_UP`; a thread cannot be cancelled, so
+        on threads it is the call's ``timeout`` (a ``RequestTimeout``)."""
         results: list[Any] = [cf.TimeoutError("not done")] * len(calls)
+        gevent_binding = self.binding.name == "gevent"
 
         def one(i: int, call: Call) -> None:
             pattern, data, kw = _unpack(call)
+            kw = dict(kw)
+            cancel_after = kw.pop("cancel_after", None)
             try:
-                results[i] = self.send(pattern, data, **kw)
+                if cancel_after is None:
+                    results[i] = self.send(pattern, data, **kw)
+                elif gevent_binding:
+                    import gevent
+
+                    results[i] = GAVE_UP
+                    with gevent.Timeout(cancel_after, False):
+                        results[i] = self.send(pattern, data, **kw)
+                else:
+                    results[i] = self.send(pattern, data, **dict(kw, timeout=cancel_after))
             except Exception as exc:
                 results[i] = exc
 
-        if self.binding.name == "gevent":
+        if gevent_binding:
             import gevent
 
             gevent.joinall([gevent.spawn(one, i, c) for i, c in enumerate(calls)], timeout=timeout)
@@ -278,8 +304,12 @@ class AnyioClient(Client):
 
             async def one(i: int, call: Call) -> None:
                 pattern, data, kw = _unpack(call)
+                kw = dict(kw)
+                cancel_after = kw.pop("cancel_after", math.inf)
                 try:
-                    results[i] = await raw.send(pattern, data, **kw)
+                    results[i] = GAVE_UP
+                    with anyio.move_on_after(cancel_after):
+                        results[i] = await raw.send(pattern, data, **kw)
                 except Exception as exc:
                     results[i] = exc
 

@@ -8,6 +8,7 @@ import inspect
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -36,7 +37,7 @@ from sansio_tcpmsg.defaults import LOG, RETRY_DELAY_CAP
 from sansio_tcpmsg.diagnose import connect_error
 
 from ._aio import ProtocolCarrier
-from ._link import Link, StreamCarrier, running_loop
+from ._link import Link, StreamCarrier, running_loop, trio_lowlevel
 from ._link import Mailbox as _Mailbox
 from ._pool import PooledClient, pooled
 
@@ -58,22 +59,34 @@ class _ClientLink(Link[ClientConnection]):
     ) -> None:
         super().__init__(conn, loop=loop, pause_reading=False, log=logger)
         self.client = client
-        self.waiters: dict[str, _Mailbox] = {}
-        self.futures: dict[str, asyncio.Future[Event]] = {}  # one reply each, on asyncio
+        self.waiters: dict[str, _Mailbox] = {}  # streams: every event of the request
+        # ``send``: request id -> its one waiter, popped when it is woken with the reply:
+        # a bare future on asyncio, the parked task itself on trio.
+        self.futures: dict[str, Any] = {}
+        self.lowlevel: Any = None  # trio.lowlevel on trio
+        self._reschedule: Any = None
+        if loop is None:
+            self.lowlevel = lowlevel = trio_lowlevel()
+            self._reschedule, self._value = lowlevel.reschedule, _outcome_value()
+
+    def wake(self, waiter: Any, event: Event) -> None:
+        """Hand ``event`` to the waiter of a ``send`` (popped from ``futures``)."""
+        if self._reschedule is not None:
+            self._reschedule(waiter, self._value(event))
+        elif not waiter.done():  # a future cancelled with its caller is popped later
+            waiter.set_result(event)
 
     def on_event(self, event: Event) -> None:
         cls = type(event)
         if cls is ResponseReceived or cls is RemoteErrorReceived or cls is RequestTimedOut:
-            future = self.futures.pop(event.request_id, None)  # type: ignore[attr-defined]
-            if future is not None:
-                if not future.done():
-                    future.set_result(event)
+            waiter = self.futures.pop(event.request_id, None)  # type: ignore[attr-defined]
+            if waiter is not None:
+                self.wake(waiter, event)
                 return
         if isinstance(event, ConnectionClosed):
             futures, self.futures = self.futures, {}
-            for future in futures.values():
-                if not future.done():
-                    future.set_result(event)
+            for waiter in futures.values():
+                self.wake(waiter, event)
             for waiter in self.waiters.values():
                 waiter.put(event)
             self.client._lost(self)
@@ -85,6 +98,18 @@ class _ClientLink(Link[ClientConnection]):
             mailbox = self.waiters.get(getattr(event, "request_id", ""))
             if mailbox is not None:
                 mailbox.put(event)
+
+
+def _forget(futures: dict[str, Any], request_id: str, _raise_cancel: Any) -> Any:
+    """trio's abort function of a parked ``send``: forget its waiter; the task may go."""
+    futures.pop(request_id, None)
+    return trio_lowlevel().Abort.SUCCEEDED
+
+
+def _outcome_value() -> Any:
+    import outcome  # trio's dependency
+
+    return outcome.Value
 
 
 def _outcome(event: Event) -> Any:
@@ -396,25 +421,27 @@ class Client:
         link = self._link
         if link is None or link.conn.closed:
             link = await self._ensure()
-        loop = link.loop
-        if loop is None:
-            call = await self._start(pattern, data, timeout, metadata, False)
-            try:
-                event = await call.mailbox.get()
-            finally:
-                call.close()
-            return _outcome(event)
         if timeout is _UNSET:
             timeout = self.timeout
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = None if timeout is None else link.time() + timeout
         request_id = link.call(link.conn.send_request, pattern, data, deadline, timeout, metadata)
         futures = link.futures
-        future = futures[request_id] = loop.create_future()
-        try:
-            event = await future
-        finally:
-            if futures.pop(request_id, None) is not None:  # left before the reply
+        loop = link.loop
+        if loop is not None:
+            future = futures[request_id] = loop.create_future()
+            try:
+                event = await future
+            finally:
+                if futures.pop(request_id, None) is not None:  # left before the reply
+                    link.call(link.conn.cancel, request_id)
+        else:  # trio: park this task; the reader reschedules it with the reply
+            lowlevel = link.lowlevel
+            futures[request_id] = lowlevel.current_task()
+            try:
+                event = await lowlevel.wait_task_rescheduled(partial(_forget, futures, request_id))
+            except BaseException:  # cancelled (``_forget`` ran): drop the late reply
                 link.call(link.conn.cancel, request_id)
+                raise
         if type(event) is ResponseReceived:
             return event.value
         return _outcome(event)

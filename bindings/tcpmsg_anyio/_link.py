@@ -46,15 +46,37 @@ def now() -> float:
     return anyio.current_time()
 
 
+def clock(loop: asyncio.AbstractEventLoop | None) -> Callable[[], float]:
+    """:func:`now` as the running backend's own function (it is read for every call)."""
+    if loop is not None:
+        return loop.time
+    if running_library() == "trio":
+        import trio
+
+        return trio.current_time
+    return now  # pragma: no cover - anyio runs on asyncio or trio
+
+
+def trio_lowlevel() -> Any:
+    """``trio.lowlevel`` (imported when first needed: trio is an optional extra)."""
+    import trio.lowlevel
+
+    return trio.lowlevel
+
+
+def running_library() -> str:
+    """The running async library's name ("asyncio" or "trio")."""
+    try:
+        import sniffio  # trio's dependency: without it, trio is not running
+    except ImportError:  # pragma: no cover - installed with trio
+        return "asyncio"
+    return sniffio.current_async_library()
+
+
 def running_loop() -> asyncio.AbstractEventLoop | None:
     """The running asyncio loop when the backend is asyncio, else None (trio)."""
-    try:
-        import sniffio
-
-        if sniffio.current_async_library() != "asyncio":
-            return None
-    except ImportError:  # pragma: no cover - anyio installs sniffio
-        pass
+    if running_library() != "asyncio":
+        return None
     return asyncio.get_running_loop()
 
 
@@ -163,6 +185,8 @@ class Link(Generic[C]):
     ) -> None:
         self.conn = conn
         self.loop = loop
+        self.time = clock(loop)
+        """The event loop's clock, looked up once (it is read for every call)."""
         self.log = log
         self._pause_reading = pause_reading
         self.paused = False
@@ -170,10 +194,6 @@ class Link(Generic[C]):
         self.finished = False
         self.done = anyio.Event()
         self.on_release: Callable[[], None] | None = None
-
-    def time(self) -> float:
-        """The event loop's clock."""
-        return now() if self.loop is None else self.loop.time()
 
     def on_event(self, event: Event) -> None:
         """One event of the core's (subclasses handle them)."""
@@ -293,8 +313,10 @@ class StreamCarrier:
         self._deadline = math.inf
         self._paused = False
         self._closing = False
-        self._wake_writer = anyio.Event()
-        self._progress = anyio.Event()
+        # anyio.Event() looks the backend up each time: its class is made directly.
+        self._event: Callable[[], anyio.Event] = type(anyio.Event())
+        self._wake_writer = self._event()
+        self._progress = self._event()
         self._scope: anyio.CancelScope | None = None
 
     @property
@@ -321,7 +343,7 @@ class StreamCarrier:
 
     def _notify(self) -> None:
         self._progress.set()
-        self._progress = anyio.Event()
+        self._progress = self._event()
 
     async def progress(self) -> None:
         await self._progress.wait()
@@ -375,7 +397,7 @@ class StreamCarrier:
         while True:
             while not self._want:
                 await self._wake_writer.wait()
-                self._wake_writer = anyio.Event()
+                self._wake_writer = self._event()
             self._want = False
             chunk = link.take()
             if not chunk:
