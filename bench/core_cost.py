@@ -4,9 +4,10 @@
                               [--repeat 5] [--json FILE]
 
 Everything runs in this process, on bytes built beforehand, in bounded loops; CPU time
-(``time.process_time``) is read around the core's calls only, so what the machine's other
-processes do moves it little. Per payload (``bench/_common.payload``) and per batch of C
-NestJS-shaped ``echo`` requests (uuid ids, framed by ``bench/_raw.request``):
+(``time.process_time``) is read around each run's loop, which calls the core (or the
+ceiling) and nothing else, so what the machine's other processes do moves it little.
+Per payload (``bench/_common.payload``) and per batch of C NestJS-shaped ``echo``
+requests (uuid ids, framed by ``bench/_raw.request``):
 
 - ``server, async``: one :class:`~sansio_tcpmsg.ServerConnection` built as tcpmsg_anyio
   builds it (``Handlers`` with ``Family.ASYNC``) and driven as its link drives it: the
@@ -79,10 +80,9 @@ def server_async(batches: list[bytes], n: int, handlers: Handlers) -> float:
     conn = ServerConnection(handlers, peer=PEER)
     now = 1000.0
     clock = time.process_time
-    total = 0.0
+    t0 = clock()
     for i in range(n):
         batch = batches[i % DISTINCT]
-        t0 = clock()
         conn.receive_data(batch, now)
         for event in conn.events_received():
             conn.handler_returned(event.request_id, event.data, now)  # type: ignore[attr-defined]
@@ -92,7 +92,7 @@ def server_async(batches: list[bytes], n: int, handlers: Handlers) -> float:
         conn.reading_paused  # noqa: B018 - the link reads it after each write
         conn.get_timer()
         conn.note_send_buffer(0)  # written
-        total += clock() - t0
+    total = clock() - t0
     assert not conn.closed and not conn.in_flight
     return total
 
@@ -102,10 +102,9 @@ def server_sync(batches: list[bytes], n: int, handlers: Handlers) -> float:
     conn = ServerConnection(handlers, peer=PEER)
     now = 1000.0
     clock = time.process_time
-    total = 0.0
+    t0 = clock()
     for i in range(n):
         batch = batches[i % DISTINCT]
-        t0 = clock()
         conn.receive_data(batch, now)
         conn.data_to_send()
         events = conn.events_received()
@@ -117,7 +116,7 @@ def server_sync(batches: list[bytes], n: int, handlers: Handlers) -> float:
             conn.note_send_buffer(0)  # written
         conn.reading_paused  # noqa: B018
         conn.get_timer()
-        total += clock() - t0
+    total = clock() - t0
     assert not conn.closed and not conn.in_flight
     return total
 
@@ -126,13 +125,11 @@ def raw_server(batches: list[bytes], n: int) -> float:
     """CPU seconds for ``n`` batches through the framework-free ``echo`` (``_raw``)."""
     cutter = _raw.Cutter()
     clock = time.process_time
-    total = 0.0
+    t0 = clock()
     for i in range(n):
         batch = batches[i % DISTINCT]
-        t0 = clock()
         _raw.echo_replies(cutter, batch)
-        total += clock() - t0
-    return total
+    return clock() - t0
 
 
 def client_replies(payload: str, c: int, n: int) -> list[bytes]:
@@ -149,16 +146,15 @@ def client(replies: list[bytes], n: int, c: int, data: Any) -> float:
     conn = ClientConnection()
     now = 1000.0
     clock = time.process_time
-    total = 0.0
+    t0 = clock()
     for i in range(n):
-        t0 = clock()
         for _ in range(c):
             conn.send_request("echo", data)
         conn.data_to_send()
         conn.receive_data(replies[i], now)
         events = conn.events_received()
-        total += clock() - t0
         assert len(events) == c
+    total = clock() - t0
     assert not conn.pending
     return total
 
@@ -170,9 +166,8 @@ def raw_client(replies: list[bytes], n: int, c: int, data: Any) -> float:
     pending: dict[str, Any] = {}
     next_id = 0
     clock = time.process_time
-    total = 0.0
+    t0 = clock()
     for i in range(n):
-        t0 = clock()
         frames = []
         for _ in range(c):
             next_id += 1
@@ -181,8 +176,8 @@ def raw_client(replies: list[bytes], n: int, c: int, data: Any) -> float:
             frames.append(frame(data, request_id))
         b"".join(frames)
         results = [(pending.pop(p["id"]), p.get("response")) for p in cutter.feed(replies[i])]
-        total += clock() - t0
         assert len(results) == c
+    total = clock() - t0
     assert not pending
     return total
 

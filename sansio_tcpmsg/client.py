@@ -129,7 +129,7 @@ class ClientConnection(Connection):
         deadlines = self._deadlines
         while deadlines and deadlines[0][1] not in self._pending:
             heapq.heappop(deadlines)
-        frame = super().get_timer()
+        frame = Connection.get_timer(self)  # not super(): once per write
         if not deadlines:
             return frame
         return deadlines[0][0] if frame is None else min(frame, deadlines[0][0])

@@ -116,10 +116,7 @@ class ServerConnection(Connection):
         """As :meth:`Connection.note_send_buffer`; requests held while the peer did not
         read may start again (take the events after this call too)."""
         Connection.note_send_buffer(self, size)  # not super(): this runs once per write
-        self._repause()
-
-    def _repause(self) -> None:
-        self._paused = paused = self._send_buffered > self._high_water or len(self._in_flight) >= self._max_in_flight
+        self._paused = paused = size > self._high_water or len(self._in_flight) >= self._max_in_flight
         if not paused and self._held:
             self._release()
 
@@ -151,7 +148,7 @@ class ServerConnection(Connection):
             self._frame_deadline = None
             if not data:
                 return
-        super().receive_data(data, now)
+        Connection.receive_data(self, data, now)  # not super(): once per read, a super object less
 
     def receive_eof(self) -> None:
         """The peer closed its side (in the middle of a PROXY header, that is an error)."""
@@ -176,7 +173,7 @@ class ServerConnection(Connection):
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must be called next, or None."""
-        frame = super().get_timer()
+        frame = Connection.get_timer(self)  # not super(): once per write
         if self._idle_quiet is None or self._in_flight or self._held or self.closed:
             return frame
         quiet = self._last_received + self._idle_quiet
@@ -244,7 +241,7 @@ class ServerConnection(Connection):
         if log.isEnabledFor(_DEBUG):
             _done("request", record[1], outcome or f"streamed {record[3]}", record[2], now)
         if self._paused:
-            self._repause()  # the next held request may start
+            self.note_send_buffer(self._send_buffered)  # the same bytes: the next held request may start
         if self._idle_quiet is not None and not in_flight and not self._held:
             self.close()
 
