@@ -25,7 +25,7 @@ class Client(tcpmsg_sync.Client):
 
 
 class Server(tcpmsg_sync.Server):
-    """The sync server on gevent's primitives, a greenlet per request (``serve`` is this class)."""
+    """The sync server on gevent's primitives, handlers in greenlets (``serve`` is this class)."""
 
     backend = Client.backend
     binding = "tcpmsg_gevent"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import socket
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, ParamSpec
 
 from tcpmsg_sockopts import apply_options, keepalive_options, listen_options
@@ -38,9 +39,23 @@ log = logging.getLogger("tcpmsg.server")
 
 
 
+#: A runner writes what its batch made once it has no more work; replies queued past this
+#: many bytes are written at once.
+_FLUSH_AT = 65536
+
+
 class _Peer:
-    """One accepted connection: a reader (this task); replies are written by whoever
-    produced them, one writer at a time, with what others queued meanwhile batched in."""
+    """One accepted connection: a reader (this task) and the runners that answer it.
+
+    The reader puts the requests of each read in ``todo``; a runner (a pool task) takes
+    them in order, runs each handler and queues its reply in the core, and writes what
+    it made in one write once ``todo`` is empty: one hand-off and one write per read,
+    not per request. A handler may wait: before a runner starts one while other work
+    waits (requests in ``todo``, replies not written), it makes sure another runner is
+    free to take that work, so a waiting handler holds up nothing else. ``free`` counts
+    the runners that will look at ``todo`` again without waiting on a handler or a
+    write, ``waiting`` those of them the pool has not started yet (all its workers
+    busy). One writer at a time, with what others queued meanwhile batched in."""
 
     def __init__(self, server: Server, sock: Any, addr: Any) -> None:
         self.server, self.sock, self.addr = server, sock, addr
@@ -48,7 +63,11 @@ class _Peer:
         self.conn = ServerConnection(server.handlers, peer=addr, limits=server.limits, codec=server.codec,
                                      proxy_protocol=server.proxy_protocol)
         self.conn.draining = server.draining
+        self.pool = server.pool
         self.lock = b.lock()
+        self.todo: deque[RequestReceived] = deque()
+        self.free = 0
+        self.waiting = 0
         self.pending: list[bytes] = []  # bytes waiting for the current writer
         self.writing = False
         self.queued = 0  # bytes handed to the writer and not yet sent
@@ -64,16 +83,38 @@ class _Peer:
     # -- the pump ---------------------------------------------------------------------
 
     def core(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call the core under the lock, dispatch its events, then write its bytes;
-        return what the core returned."""
+        """Call the core under the lock, hand out its events, then write what is due;
+        return what the core returned (or raise what it raised, once that is written)."""
+        return self._call(True, fn, *args)
+
+    def _call(self, flush: bool, fn: Callable[..., Any], *args: Any) -> Any:
         error: Exception | None = None
         result = None
-        conn = self.conn
         with self.lock:
             try:
                 result = fn(*args)
             except Exception as exc:  # raised after what the core queued is written
                 error = exc
+            data, notes = self._settle(flush)
+        if notes:
+            self._log(notes)
+        if data:
+            self._write(data)
+        if error is not None:
+            raise error
+        return result
+
+    def _settle(self, flush: bool) -> tuple[bytes, list[Event] | None]:
+        """Under the lock, after a core call: take the bytes due for the socket, and hand
+        out the core's events. Bytes are due when ``flush`` is asked and no free runner
+        will write them (it does once it has no more work), or once the connection is
+        closed or much is queued. Returns the bytes this caller must write (the others
+        went to the current writer) and the events to log."""
+        conn = self.conn
+        data = b""
+        if (conn.bytes_to_send or self.tls is not None) and (
+            conn.closed or conn.bytes_to_send >= _FLUSH_AT or (flush and self.free == self.waiting)
+        ):
             data = conn.data_to_send()
             if self.tls is not None:
                 data = self.tls.encrypt(data, conn.closed)
@@ -85,24 +126,51 @@ class _Peer:
                     data = b""
                 else:
                     self.writing = True
-            if conn.closed and not self.ended:
-                self.ended = True
-                self.resume.set()
-                with contextlib.suppress(OSError):  # wake the reader; what is queued is still written
-                    self.sock.shutdown(socket.SHUT_RD)
-            events = conn.events_received()
-        if events:
-            self._dispatch(events)
-        if data:
-            self._write(data)
-        if error is not None:
-            raise error
-        return result
+        if conn.closed and not self.ended:
+            self.ended = True
+            self.resume.set()
+            with contextlib.suppress(OSError):  # wake the reader; what is queued is still written
+                self.sock.shutdown(socket.SHUT_RD)
+        events = conn.events_received()
+        return data, (self._hand_out(events) if events else None)
+
+    def _hand_out(self, events: list[Event]) -> list[Event] | None:
+        """Under the lock: requests to ``todo`` (a runner started if none is free),
+        events to the connection's event runner; returns what is only logged."""
+        notes: list[Event] | None = None
+        for ev in events:
+            if isinstance(ev, RequestReceived):
+                self.todo.append(ev)
+            elif isinstance(ev, EventReceived):
+                self.events.append(ev)
+                if not self.events_running:
+                    self.events_running = True
+                    self.pool.submit(self._run_events)
+            elif isinstance(ev, (ProtocolErrorOccurred, PacketDropped)):
+                notes = notes or []
+                notes.append(ev)
+        if self.todo and not self.free:
+            self._add_runner()
+        return notes
+
+    def _add_runner(self) -> None:
+        """Under the lock: one more runner for ``todo``."""
+        self.free += 1
+        queued = [False]
+        if not self.pool.submit(self._run, queued):
+            queued[0] = True  # read by the runner under the lock, so before it starts
+            self.waiting += 1
+
+    def _log(self, notes: list[Event]) -> None:
+        for ev in notes:
+            if isinstance(ev, ProtocolErrorOccurred):
+                log.log(*LOG.PROTOCOL_ERROR, self.addr, ev.error)
+            elif isinstance(ev, PacketDropped):
+                log.log(*LOG.PACKET_DROPPED, self.addr, ev.reason)
 
     def _write(self, data: bytes) -> None:
         """Write ``data``, then whatever was queued meanwhile, until nothing is left."""
         conn, sock = self.conn, self.sock
-        self.b.before_write()
         with self.lock:
             if self.pending:
                 data = b"".join([data, *self.pending])
@@ -119,10 +187,13 @@ class _Peer:
                 log.info("write to %s failed: %s", self.addr, exc)
                 self.core(conn.receive_eof)
                 return
+            notes = None
             with self.lock:
                 self.queued -= len(data)
                 conn.note_send_buffer(self.queued)
                 events = conn.events_received()  # requests held while the peer did not read
+                if events:
+                    notes = self._hand_out(events)
                 if self.paused and not conn.reading_paused:
                     self.resume.set()
                 done = not self.pending
@@ -131,25 +202,10 @@ class _Peer:
                 else:
                     data = b"".join(self.pending)
                     self.pending.clear()
-            if events:
-                self._dispatch(events)
+            if notes:
+                self._log(notes)
             if done:
                 return
-
-    def _dispatch(self, events: list[Event]) -> None:
-        for ev in events:
-            if isinstance(ev, RequestReceived):
-                self.server.pool.submit(self._run_request, ev)
-            elif isinstance(ev, EventReceived):
-                with self.lock:
-                    self.events.append(ev)
-                    start, self.events_running = not self.events_running, True
-                if start:
-                    self.server.pool.submit(self._run_events)
-            elif isinstance(ev, ProtocolErrorOccurred):
-                log.log(*LOG.PROTOCOL_ERROR, self.addr, ev.error)
-            elif isinstance(ev, PacketDropped):
-                log.log(*LOG.PACKET_DROPPED, self.addr, ev.reason)
 
     # -- tasks ------------------------------------------------------------------------
 
@@ -234,21 +290,78 @@ class _Peer:
             else:
                 self.core(self.tls.receive, conn, data, b.monotonic(), log, self.addr)
 
-    def _run_request(self, ev: RequestReceived) -> None:
+    def _run(self, queued: list[bool]) -> None:
+        """A runner: answer the requests in ``todo`` until it is empty, then write what
+        is left to write. One lock per request: a handler's reply is queued and the next
+        request taken together."""
+        conn, lock, todo, monotonic = self.conn, self.lock, self.todo, self.b.monotonic
+        ev: RequestReceived | None = None  # taken, and (once run) its handler returned ``result``
+        result: Any = None
+        run: Callable[..., Any] = contextvars.Context().run
+        back = False  # done with ``ev`` outside the lock: free again
+        while True:
+            stream = error = None
+            with lock:
+                if queued[0]:
+                    queued[0] = False
+                    self.waiting -= 1
+                if ev is not None:
+                    try:
+                        stream = conn.handler_returned(ev.request_id, result, monotonic())
+                    except Exception as exc:  # answered outside the lock
+                        error = exc
+                    back = stream is None and error is None
+                if back:
+                    back, ev = False, None
+                    self.free += 1
+                if ev is None:
+                    if not todo:
+                        self.free -= 1
+                        data, notes = self._settle(True)
+                        break
+                    ev = todo.popleft()
+                    self.free -= 1
+                    if not self.free and (todo or conn.bytes_to_send):
+                        self._add_runner()  # takes that work, should this handler wait
+                # before a handler: written now if no runner can start to write it
+                data, notes = self._settle(stream is None and error is None)
+            if notes:
+                self._log(notes)
+            if data:
+                self._write(data)
+            if stream is not None or error is not None:
+                self._finish(ev, run, result, error)
+                ev, back = None, True
+                continue
+            # nothing a previous request set is seen: each runs in an empty context
+            run = contextvars.Context().run
+            try:
+                result = run(ev.handler, ev.data, ev.context)
+            except Exception as exc:
+                self._finish(ev, run, None, exc)
+                ev, back = None, True
+        if notes:
+            self._log(notes)
+        if data:
+            self._write(data)
+
+    def _finish(self, ev: RequestReceived, run: Callable[..., Any], stream: Any, error: Exception | None) -> None:
+        """Answer a request whose handler failed (``error``) or streams: each item is
+        written as it is produced (in the request's context, ``run``)."""
         request_id, conn, b = ev.request_id, self.conn, self.b
         try:
-            result = ev.handler(ev.data, ev.context)
-            if self.core(conn.handler_returned, request_id, result, b.monotonic()) is not None:
-                try:
-                    for item in result:
-                        self.core(conn.send_item, request_id, item)
-                        if conn.closed:
-                            break
-                finally:
-                    close(result)
-                self.core(conn.end_stream, request_id, b.monotonic())
+            if error is not None:
+                raise error
+            try:
+                for item in _items(run, stream):
+                    self.core(conn.send_item, request_id, item)
+                    if conn.closed:
+                        break
+            finally:
+                run(close, stream)
+            self.core(conn.end_stream, request_id, b.monotonic())
         except Exception as exc:
-            self.core(conn.handler_raised, request_id, exc, b.monotonic())
+            self._call(False, conn.handler_raised, request_id, exc, b.monotonic())
 
     def _run_events(self) -> None:
         conn, b = self.conn, self.b
@@ -274,12 +387,24 @@ class _Peer:
         self.core(self.conn.close)
 
 
+def _items(run: Callable[..., Any], stream: Any) -> Iterator[Any]:
+    """The items of ``stream``, each produced by ``run(next, ...)`` (in the request's context)."""
+    it = iter(stream)
+    while True:
+        try:
+            yield run(next, it)
+        except StopIteration:
+            return
+
+
 class Server:
     """A server: accepts connections and runs handlers; use ``with serve(...) as server:``.
 
     ``tcpmsg_threads.serve`` and ``tcpmsg_gevent.serve`` are its subclasses, each with
     its backend.
-    Requests run on a pool of ``max_workers`` threads (threads) or a greenlet each (gevent).
+    Handlers run on a pool of ``max_workers`` threads (threads) or in greenlets, as many
+    as requests wait at once (gevent); the requests of one read run one after another
+    in one worker while none waits, and a handler that waits holds up no other request.
 
     ``proxy_protocol=True``: every connection must begin with a PROXY protocol header
     (v1 or v2; read before the TLS handshake), and handlers see the original client as

@@ -14,6 +14,7 @@ what each binding accepts.
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 import time
@@ -121,6 +122,17 @@ def release(data, ctx):
     return data
 
 
+_VAR: contextvars.ContextVar[Any] = contextvars.ContextVar("conformance_var", default=None)
+
+
+def var_set(data, ctx):
+    """Set a context variable to ``data``; return what it was (None unless a value leaked
+    from another request)."""
+    previous = _VAR.get()
+    _VAR.set(data)
+    return previous
+
+
 def events_seen(data, ctx):
     """Records of event handlers whose token (first element of data) is ``data``."""
     with _RECORDS_LOCK:
@@ -220,6 +232,7 @@ MESSAGES: list[tuple[Any, Callable[..., Any]]] = [
     ("events_seen", events_seen),
     ("hold", hold),
     ("release", release),
+    ("var_set", var_set),
 ]
 STREAMS: list[tuple[Any, Callable[..., Any]]] = [
     ("count", count),

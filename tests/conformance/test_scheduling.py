@@ -46,3 +46,13 @@ def test_many_waiting_handlers_on_one_connection(server):
         replies = read_frames(peer, 32, timeout=10)
     held = {r["id"]: r["response"] for r in replies if r["id"].startswith("h")}
     assert held == {f"h{i}": True for i in range(16)}
+
+
+def test_each_request_starts_in_an_empty_context(server):
+    """What a handler sets in a ``contextvars`` variable is not seen by the next request,
+    whichever worker runs it."""
+    with raw_peer(server.port) as peer:
+        for round_ in range(3):
+            peer.sendall(b"".join(request("var_set", f"{round_}-{i}", f"{round_}-{i}") for i in range(20)))
+            replies = read_frames(peer, 20, timeout=5)
+            assert [r.get("response") for r in replies] == [None] * 20  # None: no "response" key

@@ -71,10 +71,11 @@ class FutureLike(Protocol):
 
 
 class Pool(Protocol):
-    """Where handlers run: a bounded thread pool, or a greenlet each."""
+    """Where handlers run: a bounded thread pool, or greenlets."""
 
-    def submit(self, fn: Callable[..., object], *args: Any) -> None:
-        """Run ``fn(*args)`` soon, without blocking the caller."""
+    def submit(self, fn: Callable[..., object], *args: Any) -> bool:
+        """Run ``fn(*args)`` soon, without blocking the caller; False when it waits for
+        a busy worker to finish (the pool is full), True when it starts at once."""
 
     def shutdown(self, timeout: float) -> None:
         """Stop; wait at most ``timeout`` seconds for running work."""

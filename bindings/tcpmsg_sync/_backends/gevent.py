@@ -56,13 +56,14 @@ class _GreenletPool:
             fn, args = work
             current.gr_context = contextvars.Context()  # as empty as a new greenlet's
 
-    def submit(self, fn: Callable[..., object], *args: Any) -> None:
-        """Run ``fn(*args)`` in an idle greenlet, or a new one."""
+    def submit(self, fn: Callable[..., object], *args: Any) -> bool:
+        """Run ``fn(*args)`` in an idle greenlet, or a new one (never waits: True)."""
         if self._idle:
             waiter = self._idle.pop()
             gevent.get_hub().loop.run_callback(waiter.switch, (fn, args))
         else:
             gevent.spawn_raw(self._worker, fn, args)
+        return True
 
     def shutdown(self, timeout: float) -> None:
         """Let idle greenlets exit; wait at most ``timeout`` seconds, then kill what still runs."""

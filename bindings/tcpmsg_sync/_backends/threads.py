@@ -30,17 +30,19 @@ class _ThreadPool:
         self._idle = threading.Semaphore(0)
         self._lock = threading.Lock()
 
-    def submit(self, fn: Callable[..., object], *args: Any) -> None:
-        """Queue ``fn(*args)``; start a worker unless one is idle or the pool is full."""
+    def submit(self, fn: Callable[..., object], *args: Any) -> bool:
+        """Queue ``fn(*args)``; start a worker unless one is idle or the pool is full
+        (then return False: it waits for a busy one)."""
         self._work.put((fn, args))
         if self._idle.acquire(blocking=False):
-            return
+            return True
         with self._lock:
             if len(self._threads) >= self._max:
-                return
+                return False
             thread = threading.Thread(target=self._worker, name="tcpmsg-worker", daemon=True)
             self._threads.append(thread)
         thread.start()
+        return True
 
     def _worker(self) -> None:
         while True:
