@@ -407,6 +407,7 @@ class Client:
         with self._lock:
             lost, session.lost = session.lost, True
         if not lost:
+            session.flush.set()  # the writer task ends with the connection
             session.sock.close()
             log.info("disconnected from %s:%s", self.host, self.port)
             self._set_status(ConnectionStatus.DISCONNECTED, session)

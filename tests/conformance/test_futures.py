@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from conftest import client_ctx, server_ctx
+
 from sansio_tcpmsg import ConnectionClosedError, RemoteError, RequestTimeout
 
 
@@ -73,6 +75,23 @@ def test_connection_loss_resolves_every_future(binding, server_process):
             assert isinstance(f.exception(5), ConnectionClosedError)
 
 
+def test_lost_connections_leave_no_task_behind(binding, server_process):
+    """The reader and the writer task of a connection the server dropped end with it,
+    while the client goes on with a new connection."""
+    proc = server_process()
+    with binding.connect(proc.port, timeout=10) as c:
+        futures = [c.raw.submit("echo", i) for i in range(50)]  # starts the writer task
+        assert [f.result(10) for f in futures] == list(range(50))
+        running = binding.live_count()
+        for _ in range(3):
+            proc.restart()
+            assert binding.wait_until(lambda: c.status.value == "disconnected", timeout=5)
+            futures = [c.raw.submit("echo", i) for i in range(50)]
+            assert [f.result(10) for f in futures] == list(range(50))
+        assert binding.wait_until(lambda: binding.live_count() <= running, timeout=5), (
+            binding.live_count(), running)
+
+
 def test_close_resolves_every_future(binding, server):
     with binding.connect(server.port, timeout=None) as c:
         futures = [c.raw.submit("slow", 30) for _ in range(10)]
@@ -110,3 +129,61 @@ def test_submit_beside_blocking_callers(binding, client):
     futures = [client.raw.submit("echo", i) for i in range(400)]
     assert [f.result(20) for f in futures] == list(range(400))
     assert [s.result(20) for s in senders] == list(range(8))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_stress_callers_futures_and_timeouts_share_one_client(binding, certs, tls):
+    """16 blocking callers and 2 callers each keeping 200 futures in flight share one
+    client (over TLS too), 3 rounds: every reply reaches its own caller or future, each
+    done callback runs once, calls that time out mid-flight (their replies come later and
+    are dropped) raise ``RequestTimeout`` in time and disturb no one, streams run beside
+    them. Pins the wake-up paths: callers reading for others (threads) or switched in
+    by the reader (gevent), waits with and without a timer of their own, submitted
+    calls written by the writer task."""
+    server_kw = {"tls": server_ctx(certs)} if tls else {}
+    client_kw = {"tls": client_ctx(certs), "server_hostname": "localhost"} if tls else {}
+    late = {"sleep": 0.3, "value": "late"}
+    with binding.serve(**server_kw) as srv, binding.connect(srv.port, timeout=30, **client_kw) as c:
+        for rnd in range(3):
+            def caller(who: int, rnd: int = rnd) -> int:
+                timed_out = 0
+                for i in range(40):
+                    if i % 10 == who % 10:
+                        t0 = time.monotonic()
+                        with pytest.raises(RequestTimeout):
+                            c.send("slow", late, timeout=0.05)
+                        assert time.monotonic() - t0 < 2.0
+                        timed_out += 1
+                    elif i % 10 == (who + 5) % 10:
+                        assert list(c.stream("count", {"n": 3})) == [0, 1, 2]
+                    else:
+                        payload = [rnd, who, i, "é" * (i * 7)]
+                        assert c.send("echo", payload) == payload
+                return timed_out
+
+            def submitter(who: int, rnd: int = rnd) -> int:
+                calls: list[object] = []
+                futures = []
+                for i in range(200):
+                    if i % 25 == 0:
+                        expected, future = None, c.raw.submit("slow", late, timeout=0.05)
+                    else:
+                        expected = [rnd, "f", who, i]
+                        future = c.raw.submit("echo", expected)
+                    future.add_done_callback(calls.append)
+                    futures.append((expected, future))
+                for expected, future in futures:
+                    if expected is None:
+                        assert isinstance(future.exception(10), RequestTimeout)
+                    else:
+                        assert future.result(10) == expected
+                assert binding.wait_until(lambda: len(calls) == len(futures), timeout=10)
+                assert sorted(map(id, calls)) == sorted(id(f) for _, f in futures)
+                return len(futures)
+
+            callers = [binding.spawn(caller, who) for who in range(16)]
+            submitters = [binding.spawn(submitter, who) for who in range(2)]
+            assert [r.result(120) for r in callers] == [4] * 16
+            assert [s.result(120) for s in submitters] == [200, 200]
+        assert c.send("echo", "after") == "after"
