@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import client_ctx, server_ctx
 
 from sansio_tcpmsg import ConnectionClosedError, RemoteError, RequestTimeout
