@@ -1,7 +1,7 @@
 """The Sans-IO core's own cost per request, without sockets, next to the same work framework-free.
 
     python bench/core_cost.py [--payloads small,1k] [--concurrency 64] [--batches 300]
-                              [--repeat 5] [--json FILE]
+                              [--repeat 5] [--codec json|orjson] [--json FILE]
 
 Everything runs in this process, on bytes built beforehand, in bounded loops; CPU time
 (``time.process_time``) is read around each run's loop, which calls the core (or the
@@ -27,7 +27,8 @@ The ceilings do the same work with ``bench/_raw.py`` and nothing else: the serve
 ``bench/raw_client.py`` does). The handler itself is not run: what is measured is what
 every binding pays around it.
 
-Runs are interleaved per repetition; medians of µs per request are printed with
+``--codec orjson`` gives our connections ``tcpmsg_orjson.OrjsonCodec``. Runs are
+interleaved per repetition; medians of µs per request are printed with
 ``ours / ceiling`` (lower is better), Markdown; ``--json`` writes the raw figures too.
 """
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -75,9 +77,9 @@ def server_batches(payload: str, c: int) -> list[bytes]:
     ]
 
 
-def server_async(batches: list[bytes], n: int, handlers: Handlers) -> float:
+def server_async(batches: list[bytes], n: int, handlers: Handlers, codec: Any = None) -> float:
     """CPU seconds for ``n`` batches through a server connection driven as anyio's link."""
-    conn = ServerConnection(handlers, peer=PEER)
+    conn = ServerConnection(handlers, peer=PEER, codec=codec)
     now = 1000.0
     clock = time.process_time
     t0 = clock()
@@ -97,9 +99,9 @@ def server_async(batches: list[bytes], n: int, handlers: Handlers) -> float:
     return total
 
 
-def server_sync(batches: list[bytes], n: int, handlers: Handlers) -> float:
+def server_sync(batches: list[bytes], n: int, handlers: Handlers, codec: Any = None) -> float:
     """CPU seconds for ``n`` batches through a server connection driven as tcpmsg_sync's peer."""
-    conn = ServerConnection(handlers, peer=PEER)
+    conn = ServerConnection(handlers, peer=PEER, codec=codec)
     now = 1000.0
     clock = time.process_time
     t0 = clock()
@@ -141,9 +143,9 @@ def client_replies(payload: str, c: int, n: int) -> list[bytes]:
     ]
 
 
-def client(replies: list[bytes], n: int, c: int, data: Any) -> float:
+def client(replies: list[bytes], n: int, c: int, data: Any, codec: Any = None) -> float:
     """CPU seconds for ``n`` batches of C calls through a client connection."""
-    conn = ClientConnection()
+    conn = ClientConnection(codec=codec)
     now = 1000.0
     clock = time.process_time
     t0 = clock()
@@ -188,8 +190,12 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=64, help="requests per batch (one read, one write)")
     ap.add_argument("--batches", type=int, default=300, help="batches per measurement")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--codec", default="json", choices=("json", "orjson"),
+                    help="our connections' codec (orjson: tcpmsg_orjson.OrjsonCodec)")
     ap.add_argument("--json", help="also write the raw figures to this file")
     args = ap.parse_args()
+    os.environ["TCPMSG_BENCH_CODEC"] = args.codec
+    codec = _common.codec()
     c, n = args.concurrency, args.batches
     payloads = [p for p in args.payloads.split(",") if p]
     async_router, sync_router = _router()
@@ -202,11 +208,11 @@ def main() -> None:
         replies = client_replies(p, c, n)
         data = _common.payload(p)
         cells[("server, async", p)] = (
-            lambda b=batches: server_async(b, n, async_handlers), lambda b=batches: raw_server(b, n))
+            lambda b=batches: server_async(b, n, async_handlers, codec), lambda b=batches: raw_server(b, n))
         cells[("server, sync", p)] = (
-            lambda b=batches: server_sync(b, n, sync_handlers), lambda b=batches: raw_server(b, n))
+            lambda b=batches: server_sync(b, n, sync_handlers, codec), lambda b=batches: raw_server(b, n))
         cells[("client", p)] = (
-            lambda r=replies, d=data: client(r, n, c, d), lambda r=replies, d=data: raw_client(r, n, c, d))
+            lambda r=replies, d=data: client(r, n, c, d, codec), lambda r=replies, d=data: raw_client(r, n, c, d))
     runs: dict[str, dict[str, list[float]]] = {}
     for _ in range(args.repeat + 1):  # the first round warms up, and is dropped
         for (side, p), (ours, ceiling) in cells.items():
@@ -218,7 +224,7 @@ def main() -> None:
         for values in figures.values():
             del values[0]
     print(f"CPU µs per request of the core alone (no sockets), batches of C={c}, {n} batches a run, "
-          f"median of {args.repeat}. Ratio = ours / ceiling (lower is better).\n")
+          f"median of {args.repeat}; our codec: {args.codec}. Ratio = ours / ceiling (lower is better).\n")
     print("| side | payload | ours µs | ceiling µs | ours/ceiling |")
     print("| --- | --- | ---: | ---: | ---: |")
     table = []

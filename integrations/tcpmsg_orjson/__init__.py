@@ -37,8 +37,10 @@ __all__ = ["OrjsonCodec"]
 # What orjson writes otherwise than JSON.stringify, or where JsonCodec refuses: integral
 # floats ("1.0"), exponents JavaScript writes in full ("1e+16", "1.5e-6"), and null (NaN
 # and Infinity). Every other float orjson writes as JavaScript does (the tests sweep them).
-# Plain "in" tests run at memchr speed; a match inside a string only costs the exact path.
-_NOT_OURS = (b".0", b"e+", b"e-6", b"null")
+# Each is looked for only where its rarest byte is: one byte is found at memchr speed, a
+# longer needle at about 0.8 ns a byte (3 µs for four of them in a 1 KiB reply). A match
+# inside a string only costs the exact path.
+_NOT_OURS = ((b".", b".0"), (b"+", b"e+"), (b"-", b"e-6"), (b"l", b"null"))
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
@@ -58,8 +60,8 @@ class OrjsonCodec:
             data = orjson.dumps(value, default=_refuse, option=_OPTIONS)
         except TypeError:
             return self._exact.dumps(value)
-        for text in _NOT_OURS:
-            if text in data:
+        for byte, text in _NOT_OURS:
+            if byte in data and text in data:
                 return self._exact.dumps(value)
         return data.decode()
 
