@@ -2,9 +2,13 @@
 
 Reads arrive in ``data_received`` and go straight to the core; writes are gathered
 and handed to ``transport.write`` once per loop iteration (after the request tasks a
-read started have taken their first step, so their replies leave in one write). The
-write buffer limits are 0/0, so ``pause_writing``/``resume_writing`` say exactly when
-the transport holds bytes; its size is the send buffer the core is told about.
+read started have taken their first step, so their replies leave in one write). An
+``eager`` carrier (the client's) writes the first bytes queued after a read at once
+instead: a lone call leaves without waiting for the next loop iteration (a round
+trip's share at c=1), and the peer starts on it while the other callers this read
+woke queue theirs for one write at the end of the iteration. The write buffer limits
+are 0/0, so ``pause_writing``/``resume_writing`` say exactly when the transport holds
+bytes; its size is the send buffer the core is told about.
 """
 
 from __future__ import annotations
@@ -28,8 +32,12 @@ class ProtocolCarrier(asyncio.Protocol):
         loop: asyncio.AbstractEventLoop,
         link: Link[Any] | None = None,
         on_made: Callable[[ProtocolCarrier], None] | None = None,
+        *,
+        eager: bool = False,
     ) -> None:
         self.loop = loop
+        self._eager = eager
+        self._wrote = False  # written since the last read (eager carriers)
         self.link: Link[Any] | None = None
         self.transport: asyncio.Transport | None = None
         self.queued = 0
@@ -64,7 +72,11 @@ class ProtocolCarrier(asyncio.Protocol):
 
     def want_write(self) -> None:
         if self._flush_handle is None and not self._holding:
-            self._flush_handle = self.loop.call_soon(self._flush)
+            if self._eager and not self._wrote and not self.buffered:
+                self._wrote = True
+                self._send()
+            else:
+                self._flush_handle = self.loop.call_soon(self._flush)
 
     def arm(self, when: float) -> None:
         if self._timer is not None:
@@ -160,7 +172,8 @@ class ProtocolCarrier(asyncio.Protocol):
         finally:
             self._holding = False
         # after the first step of the request tasks this read started
-        if self._flush_handle is None:
+        self._wrote = False
+        if self._flush_handle is None and (not self._eager or link.conn.bytes_to_send):
             self._flush_handle = self.loop.call_soon(self._flush)
 
     def eof_received(self) -> bool | None:

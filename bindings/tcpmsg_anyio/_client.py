@@ -320,7 +320,7 @@ class Client:
             try:
                 with anyio.fail_after(self.connect_timeout):
                     if loop is not None:
-                        carrier = ProtocolCarrier(loop, link)
+                        carrier = ProtocolCarrier(loop, link, eager=True)
                         tls: dict[str, Any] = {}
                         if self.tls is not None:
                             tls = {"ssl": self.tls, "server_hostname": self.server_hostname}

@@ -93,9 +93,10 @@ async def close_stream(stream: ByteStream) -> None:
 
 
 class Mailbox:
-    """Items for one consumer task: a deque, and a waiter made only when it must wait.
+    """Items for one consumer task: a deque, and a waiter only while it waits.
 
-    On asyncio the waiter is a bare future (``loop``), elsewhere an ``anyio.Event``.
+    On asyncio the waiter is a bare future (``loop``); on trio it is the consumer task
+    itself, parked with ``trio.lowlevel`` and rescheduled by ``put``.
     """
 
     __slots__ = ("items", "_loop", "_waiter")
@@ -112,23 +113,29 @@ class Mailbox:
         if waiter is not None:
             self._waiter = None
             if self._loop is None:
-                waiter.set()
+                trio_lowlevel().reschedule(waiter)
             elif not waiter.done():
                 waiter.set_result(None)
 
     async def get(self) -> Any:
         """The oldest item, waiting for one if need be."""
         while not self.items:
-            try:
-                if self._loop is None:
-                    event = self._waiter = anyio.Event()
-                    await event.wait()
-                else:
-                    future = self._waiter = self._loop.create_future()
+            if self._loop is None:
+                lowlevel = trio_lowlevel()
+                self._waiter = lowlevel.current_task()
+                await lowlevel.wait_task_rescheduled(self._abort)
+            else:
+                future = self._waiter = self._loop.create_future()
+                try:
                     await future
-            finally:
-                self._waiter = None
+                finally:
+                    self._waiter = None
         return self.items.popleft()
+
+    def _abort(self, _raise_cancel: Any) -> Any:
+        """trio: the parked consumer is cancelled; ``put`` must not wake it any more."""
+        self._waiter = None
+        return trio_lowlevel().Abort.SUCCEEDED
 
 
 class Carrier(Protocol):
