@@ -80,10 +80,11 @@ def _shortest_digits(number: float) -> tuple[str, int]:
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # What repr writes for a float JavaScript writes otherwise ("1.0", "1e-05", "1e+16") where
-# a JSON number starts (after "[", ":" or ","; the text's start is checked apart), and,
-# rarely, the same characters inside a string: a superset, checked on the value. A
-# uuid's "3e-4" is not a number there (NestJS's request ids are uuids).
-_PYTHON_ONLY_FLOAT_TEXT = re.compile(r"[\[:,][-0-9][0-9]*(?:\.0(?![0-9])|(?:\.[0-9]+)?e[+-])")
+# a JSON number starts (after "[", ":" or ","; the text's start is checked apart) or a
+# float key does (after '"'), and, rarely, the same characters starting a string: a
+# superset, checked on the value. A uuid's "3e-4" is not a number there (NestJS's
+# request ids are uuids).
+_PYTHON_ONLY_FLOAT_TEXT = re.compile(r'[\[:,"][-0-9][0-9]*(?:\.0(?![0-9])|(?:\.[0-9]+)?e[+-])')
 _NUMBER_START = frozenset("-0123456789")
 _SCAN_UP_TO = 400  # characters: past them, walking a reply's value is cheaper
 

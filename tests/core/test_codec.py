@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sansio_tcpmsg import ClientConnection, PacketCodec, Router, ServerConnection
+from sansio_tcpmsg import codec as codec_module
 from sansio_tcpmsg.codec import JsonCodec, js_number
 from sansio_tcpmsg.errors import FrameError, UnserializableError
 from sansio_tcpmsg.events import ProtocolErrorOccurred, RequestReceived, ResponseReceived
@@ -218,3 +219,30 @@ def test_js_truthy() -> None:
     assert [js_truthy(v) for v in (None, False, 0, "", 0.0, [], {}, "a", 1, True)] == [
         False, False, False, False, False, True, True, True, True, True
     ]
+
+
+@pytest.mark.parametrize("pad", ["", "x" * 500])
+def test_float_keys_alone_are_written_as_javascript_writes_them(pad: str) -> None:
+    # JSON writes a float key as a string: its text follows a quote, not a ":" or a ","
+    assert JsonCodec().dumps({1.0: pad}) == f'{{"1":"{pad}"}}'
+    assert JsonCodec().dumps({"x": {1e16: 2, -1e-7: pad}}) == f'{{"x":{{"10000000000000000":2,"-1e-7":"{pad}"}}}}'
+    assert JsonCodec().dumps({"1.0": pad, "2e-5": 1}) == f'{{"1.0":"{pad}","2e-5":1}}'  # strings stay
+
+
+_SAFE_INTS = st.integers(min_value=-(2**53), max_value=2**53)
+_FLOATS = st.floats(allow_nan=False, allow_infinity=False)
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8) | st.sampled_from(
+    ["1.0", "2e-5", "x" * 450, "a-3e-4", "-", "e+"]
+)
+_VALUES = st.recursive(
+    st.none() | st.booleans() | _SAFE_INTS | _FLOATS | _TEXT,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(_TEXT | _SAFE_INTS | _FLOATS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_VALUES)
+def test_the_fast_path_writes_what_the_javascript_writer_writes(value: Any) -> None:
+    # the text checks only decide which writer runs: the result is always JavaScript's
+    assert JsonCodec().dumps(value) == codec_module._js_dumps(value)
