@@ -337,8 +337,9 @@ class Client:
                             tls_hostname=self.server_hostname,
                             tls_standard_compatible=False,
                         )
-                    apply_options(stream.extra(SocketAttribute.raw_socket), self._sockopts)
-                    StreamCarrier(link, stream)
+                    sock = stream.extra(SocketAttribute.raw_socket)
+                    apply_options(sock, self._sockopts)
+                    StreamCarrier(link, stream, sock if self.tls is None else None)
                     return
             # TimeoutError and ssl.SSLError are OSErrors; a TLS handshake cut short on trio
             # ends with anyio's EndOfStream or BrokenResourceError.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -307,16 +308,23 @@ class StreamCarrier:
     """A carrier over an anyio byte stream: a reader loop and a writer task.
 
     Writes happen in one task only, so frames never interleave and a cancelled caller
-    never leaves half a frame on the wire.
+    never leaves half a frame on the wire. With ``sock`` (the stream's own socket, not
+    under TLS), the first bytes queued after a read are written at once while the
+    writer is idle, as the asyncio carrier's eager writes: a lone call leaves without
+    a switch to the writer task, and what the socket does not take goes to the writer.
     """
 
-    def __init__(self, link: Link[Any], stream: ByteStream) -> None:
+    def __init__(self, link: Link[Any], stream: ByteStream, sock: socket.socket | None = None) -> None:
         self.link = link
         self.stream = stream
         link.carrier = self
         self.queued = 0
+        self._sock = sock
+        self._wrote = False  # written at once since the last read
+        self._rest = b""  # what the socket did not take of a write made at once
         self._want = False  # the core has bytes for the writer
         self._in_write = 0
+        self._waiting = 0  # tasks in ``progress``
         self._deadline = math.inf
         self._paused = False
         self._closing = False
@@ -331,8 +339,30 @@ class StreamCarrier:
         return self._in_write
 
     def want_write(self) -> None:
+        if self._sock is not None and not (self._wrote or self._want or self._in_write or self._closing):
+            self._wrote = True
+            self._write_now(self._sock)
+            return
         self._want = True
         self._wake_writer.set()
+
+    def _write_now(self, sock: socket.socket) -> None:
+        """Write what the core queued without the writer (it is idle: nothing pending)."""
+        data = self.link.take()
+        if not data:
+            return
+        self.queued += len(data)
+        try:
+            sent = sock.send(data)
+        except OSError:  # full (BlockingIOError), or broken: the writer finds out
+            sent = 0
+        if sent < len(data):
+            self._rest = data[sent:]
+            self._in_write = len(self._rest)
+            self._want = True
+            self._wake_writer.set()
+        elif self._waiting:
+            self._notify()
 
     def arm(self, when: float) -> None:
         self._deadline = when
@@ -353,7 +383,11 @@ class StreamCarrier:
         self._progress = self._event()
 
     async def progress(self) -> None:
-        await self._progress.wait()
+        self._waiting += 1
+        try:
+            await self._progress.wait()
+        finally:
+            self._waiting -= 1
 
     async def run(self) -> None:
         link = self.link
@@ -397,6 +431,7 @@ class StreamCarrier:
             except _STREAM_ERRORS:
                 link.eof()
                 return
+            self._wrote = False
             link.feed(data)
 
     async def _write_loop(self) -> None:
@@ -406,11 +441,14 @@ class StreamCarrier:
                 await self._wake_writer.wait()
                 self._wake_writer = self._event()
             self._want = False
+            rest, self._rest = self._rest, b""
             chunk = link.take()
+            self.queued += len(chunk)
+            if rest:
+                chunk = rest + chunk
             if not chunk:
                 self._notify()
                 continue
-            self.queued += len(chunk)
             self._in_write = len(chunk)
             try:
                 await self.stream.send(chunk)

@@ -311,3 +311,26 @@ async def test_graceful_close_lets_in_flight_requests_finish() -> None:
                     with pytest.raises(OSError):
                         await client.send("echo", 1)  # nobody listens any more
     assert results == ["late"]
+
+
+@pytest.mark.parametrize("anyio_backend", EVERY_LOOP)
+async def test_writes_larger_than_the_socket_takes_arrive_whole() -> None:
+    """The client's writes made at once (eager) that the socket takes only in part leave
+    the rest to the writer, in order, while other callers queue theirs behind it."""
+    router, _, _ = make_router()
+    results: dict[int, Any] = {}
+    values = {i: ("é" if i % 2 else "x") * (8_000_000 if i == 0 else 100_000 if i < 40 else 10) + str(i)
+              for i in range(240)}
+    with anyio.fail_after(LIMIT * 3):
+        async with tcpmsg_anyio.serve(router, "127.0.0.1", 0) as server:
+            async with tcpmsg_anyio.connect("127.0.0.1", server.port) as client:
+
+                async def one(i: int) -> None:
+                    results[i] = await client.send("echo", values[i])
+
+                for _ in range(2):
+                    results.clear()
+                    async with anyio.create_task_group() as tg:
+                        for i in values:
+                            tg.start_soon(one, i)
+                    assert results == values
