@@ -294,27 +294,31 @@ class _Peer:
         """A runner: answer the requests in ``todo`` until it is empty, then write what
         is left to write. One lock per request: a handler's reply is queued and the next
         request taken together."""
-        conn, lock, todo, monotonic = self.conn, self.lock, self.todo, self.b.monotonic
+        conn, lock, todo = self.conn, self.lock, self.todo
+        returned, take_events, monotonic = conn.handler_returned, conn.events_received, self.b.monotonic
         ev: RequestReceived | None = None  # taken, and (once run) its handler returned ``result``
         result: Any = None
         run: Callable[..., Any] = contextvars.Context().run
         back = False  # done with ``ev`` outside the lock: free again
         while True:
             stream = error = None
+            data, notes = b"", None
             with lock:
                 if queued[0]:
                     queued[0] = False
                     self.waiting -= 1
                 if ev is not None:
                     try:
-                        stream = conn.handler_returned(ev.request_id, result, monotonic())
+                        stream = returned(ev.request_id, result, monotonic())
                     except Exception as exc:  # answered outside the lock
                         error = exc
-                    back = stream is None and error is None
+                    else:
+                        back = stream is None
                 if back:
                     back, ev = False, None
                     self.free += 1
-                if ev is None:
+                flush = ev is None  # before a handler: written now if no runner can start to write it
+                if flush:
                     if not todo:
                         self.free -= 1
                         data, notes = self._settle(True)
@@ -323,12 +327,20 @@ class _Peer:
                     self.free -= 1
                     if not self.free and (todo or conn.bytes_to_send):
                         self._add_runner()  # takes that work, should this handler wait
-                # before a handler: written now if no runner can start to write it
-                data, notes = self._settle(stream is None and error is None)
+                size = conn.bytes_to_send
+                if self.tls is not None or conn.closed or (
+                    size and (size >= _FLUSH_AT or (flush and self.free == self.waiting))
+                ):
+                    data, notes = self._settle(flush)
+                else:  # the common case: nothing to write yet, as _settle would find
+                    events = take_events()
+                    if events:
+                        notes = self._hand_out(events)
             if notes:
                 self._log(notes)
             if data:
                 self._write(data)
+            assert ev is not None
             if stream is not None or error is not None:
                 self._finish(ev, run, result, error)
                 ev, back = None, True
