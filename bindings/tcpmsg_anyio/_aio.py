@@ -2,13 +2,13 @@
 
 Reads arrive in ``data_received`` and go straight to the core; writes are gathered
 and handed to ``transport.write`` once per loop iteration (after the request tasks a
-read started have taken their first step, so their replies leave in one write). An
-``eager`` carrier (the client's) writes the first bytes queued after a read at once
-instead: a lone call leaves without waiting for the next loop iteration (a round
-trip's share at c=1), and the peer starts on it while the other callers this read
-woke queue theirs for one write at the end of the iteration. The write buffer limits
-are 0/0, so ``pause_writing``/``resume_writing`` say exactly when the transport holds
-bytes; its size is the send buffer the core is told about.
+read started have taken their first step, so their replies leave in one write). A
+carrier given ``eager`` (the client's: "at most one call in flight") writes at once
+while ``eager()`` is true and the transport holds nothing: a lone call leaves without
+waiting for the next loop iteration (a round trip's share at c=1), while many calls
+still leave in one write per iteration. The write buffer limits are 0/0, so
+``pause_writing``/``resume_writing`` say exactly when the transport holds bytes; its
+size is the send buffer the core is told about.
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ class ProtocolCarrier(asyncio.Protocol):
         link: Link[Any] | None = None,
         on_made: Callable[[ProtocolCarrier], None] | None = None,
         *,
-        eager: bool = False,
+        eager: Callable[[], bool] | None = None,
     ) -> None:
         self.loop = loop
         self._eager = eager
-        self._wrote = False  # written since the last read (eager carriers)
         self.link: Link[Any] | None = None
         self.transport: asyncio.Transport | None = None
         self.queued = 0
@@ -72,8 +71,7 @@ class ProtocolCarrier(asyncio.Protocol):
 
     def want_write(self) -> None:
         if self._flush_handle is None and not self._holding:
-            if self._eager and not self._wrote and not self.buffered:
-                self._wrote = True
+            if self._eager is not None and self._eager() and not self.buffered:
                 self._send()
             else:
                 self._flush_handle = self.loop.call_soon(self._flush)
@@ -172,8 +170,7 @@ class ProtocolCarrier(asyncio.Protocol):
         finally:
             self._holding = False
         # after the first step of the request tasks this read started
-        self._wrote = False
-        if self._flush_handle is None and (not self._eager or link.conn.bytes_to_send):
+        if self._flush_handle is None and (self._eager is None or link.conn.bytes_to_send):
             self._flush_handle = self.loop.call_soon(self._flush)
 
     def eof_received(self) -> bool | None:

@@ -69,6 +69,10 @@ class _ClientLink(Link[ClientConnection]):
             self.lowlevel = lowlevel = trio_lowlevel()
             self._reschedule, self._value = lowlevel.reschedule, _outcome_value()
 
+    def lone(self) -> bool:
+        """True while at most one call is in flight: its bytes need not wait for others'."""
+        return self.conn.pending < 2
+
     def wake(self, waiter: Any, event: Event) -> None:
         """Hand ``event`` to the waiter of a ``send`` (popped from ``futures``)."""
         if self._reschedule is not None:
@@ -320,7 +324,7 @@ class Client:
             try:
                 with anyio.fail_after(self.connect_timeout):
                     if loop is not None:
-                        carrier = ProtocolCarrier(loop, link, eager=True)
+                        carrier = ProtocolCarrier(loop, link, eager=link.lone)
                         tls: dict[str, Any] = {}
                         if self.tls is not None:
                             tls = {"ssl": self.tls, "server_hostname": self.server_hostname}
@@ -339,7 +343,7 @@ class Client:
                         )
                     sock = stream.extra(SocketAttribute.raw_socket)
                     apply_options(sock, self._sockopts)
-                    StreamCarrier(link, stream, sock if self.tls is None else None)
+                    StreamCarrier(link, stream, (sock, link.lone) if self.tls is None else None)
                     return
             # TimeoutError and ssl.SSLError are OSErrors; a TLS handshake cut short on trio
             # ends with anyio's EndOfStream or BrokenResourceError.

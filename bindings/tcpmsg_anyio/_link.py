@@ -304,23 +304,35 @@ class Link(Generic[C]):
             self.done.set()
 
 
+def _never() -> bool:
+    return False
+
+
 class StreamCarrier:
     """A carrier over an anyio byte stream: a reader loop and a writer task.
 
     Writes happen in one task only, so frames never interleave and a cancelled caller
-    never leaves half a frame on the wire. With ``sock`` (the stream's own socket, not
-    under TLS), the first bytes queued after a read are written at once while the
-    writer is idle, as the asyncio carrier's eager writes: a lone call leaves without
-    a switch to the writer task, and what the socket does not take goes to the writer.
+    never leaves half a frame on the wire. With ``eager=(sock, predicate)`` (the
+    stream's own socket, never under TLS), bytes are written at once on ``sock`` while
+    ``predicate()`` says so and the writer is idle, as the asyncio carrier's eager
+    writes: a lone call leaves without a switch to the writer task (a few µs on trio),
+    and what the socket does not take goes to the writer, ahead of anything later.
     """
 
-    def __init__(self, link: Link[Any], stream: ByteStream, sock: socket.socket | None = None) -> None:
+    def __init__(
+        self,
+        link: Link[Any],
+        stream: ByteStream,
+        eager: tuple[socket.socket, Callable[[], bool]] | None = None,
+    ) -> None:
         self.link = link
         self.stream = stream
         link.carrier = self
         self.queued = 0
-        self._sock = sock
-        self._wrote = False  # written at once since the last read
+        self._sock: socket.socket | None = None
+        self._eager = _never
+        if eager is not None:
+            self._sock, self._eager = eager
         self._rest = b""  # what the socket did not take of a write made at once
         self._want = False  # the core has bytes for the writer
         self._in_write = 0
@@ -339,9 +351,9 @@ class StreamCarrier:
         return self._in_write
 
     def want_write(self) -> None:
-        if self._sock is not None and not (self._wrote or self._want or self._in_write or self._closing):
-            self._wrote = True
-            self._write_now(self._sock)
+        sock = self._sock
+        if sock is not None and not (self._want or self._in_write or self._closing) and self._eager():
+            self._write_now(sock)
             return
         self._want = True
         self._wake_writer.set()
@@ -431,7 +443,6 @@ class StreamCarrier:
             except _STREAM_ERRORS:
                 link.eof()
                 return
-            self._wrote = False
             link.feed(data)
 
     async def _write_loop(self) -> None:
