@@ -235,8 +235,8 @@ def main() -> None:
         print(f"| {side} | {p} | {o:.2f} | {k:.2f} | {o / k:.2f} |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"concurrency": c, "batches": n, "repeat": args.repeat, "table": table, "runs": runs}, f,
-                      indent=1)
+            json.dump({"concurrency": c, "batches": n, "repeat": args.repeat, "codec": args.codec,
+                       "table": table, "runs": runs}, f, indent=1)
 
 
 if __name__ == "__main__":
