@@ -1,12 +1,16 @@
-"""The async server: a reader per connection, a task per request, events in order."""
+"""The async server: a reader per connection, requests started in order by a request
+worker (a task only for those that wait), events in order."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+import types
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, ParamSpec
@@ -67,8 +71,13 @@ class _ServerLink(Link[ServerConnection]):
         super().__init__(conn, loop=loop, pause_reading=True, log=logger)
         self.server = server
         self.on_release = server._release
-        self.spawn: Callable[..., object] | None = None  # starts a request task, on trio
-        self.tasks: dict[int, asyncio.Task[None]] = {}  # requests, on asyncio
+        self.spawn: Callable[..., object] | None = None  # starts a request worker, on trio
+        self.tasks: set[asyncio.Task[None]] = set()  # request workers, on asyncio
+        # Requests not yet started, in arrival order, and whether a worker owns them.
+        self.requests: deque[RequestReceived] = deque()
+        self.working = False
+        # Each request runs in a copy of this (not of whatever ran before it).
+        self.context = contextvars.copy_context()
         self.events = Mailbox(loop)
         self.events_done = anyio.Event()
         # The event worker starts with the first event: most connections never get one,
@@ -78,13 +87,9 @@ class _ServerLink(Link[ServerConnection]):
     def on_event(self, event: Event) -> None:
         if isinstance(event, RequestReceived):
             # (the core holds the requests past its limits: each one here may start)
-            if self.loop is not None:  # an asyncio task is far cheaper than start_soon
-                self.tasks[event.request_id] = self.loop.create_task(
-                    self.server._run_request(self, event)
-                )
-            else:
-                assert self.spawn is not None
-                self.spawn(self.server._run_request, self, event)
+            self.requests.append(event)
+            if not self.working:
+                self.start_worker()
         elif isinstance(event, EventReceived):
             self.events.put(event)
             start, self.start_events = self.start_events, None
@@ -96,6 +101,15 @@ class _ServerLink(Link[ServerConnection]):
             logger.log(*LOG.PACKET_DROPPED, self.conn.peer, event.reason)
         elif isinstance(event, ConnectionClosed):
             self.events.put(None)  # the event worker ends after what is queued
+
+    def start_worker(self) -> None:
+        """Start a request worker: it owns the queued requests until it hands them on."""
+        self.working = True
+        if self.loop is not None:  # an asyncio task is far cheaper than start_soon
+            self.tasks.add(self.loop.create_task(self.server._request_worker(self)))
+        else:
+            assert self.spawn is not None
+            self.spawn(self.server._request_worker, self)
 
 
 class Server:
@@ -369,7 +383,7 @@ class Server:
                     link.start_events = None
                     tg.cancel_scope.cancel()
                 if link.tasks:
-                    tasks = list(link.tasks.values())
+                    tasks = list(link.tasks)
                     for task in tasks:
                         task.cancel()
                     with anyio.CancelScope(shield=True):
@@ -417,6 +431,35 @@ class Server:
         finally:
             stopped = True
 
+    async def _request_worker(self, link: _ServerLink) -> None:
+        """Start the link's queued requests in order, each stepped here in a context of
+        its own: one that completes without waiting costs no task. The first one that
+        waits keeps this task to its end (its cancel scopes and timeouts were entered in
+        it) and a new worker goes on with the queue. Cancelling the task cancels the
+        request it runs."""
+        queue, base = link.requests, link.context
+        owner = True
+        try:
+            while queue:
+                ctx = base.copy()
+                coro = self._run_request(link, queue.popleft())
+                try:
+                    waiting = ctx.run(coro.send, None)
+                except StopIteration:
+                    continue
+                owner = link.working = False
+                if queue:
+                    link.start_worker()
+                await _resumed(coro, waiting, ctx)
+                return
+        finally:
+            if owner:  # the queue is empty, or a handler raised past its request
+                link.working = False
+                if queue and not link.conn.closed:
+                    link.start_worker()
+            if link.loop is not None:
+                link.tasks.discard(asyncio.current_task())
+
     async def _run_request(self, link: _ServerLink, event: RequestReceived) -> None:
         conn, request_id = link.conn, event.request_id
         try:
@@ -434,8 +477,6 @@ class Server:
                 link.call(conn.end_stream, request_id, link.time())
         except Exception as exc:
             link.call(conn.handler_raised, request_id, exc, link.time())
-        finally:
-            link.tasks.pop(request_id, None)
         if self._closing:
             self._notify()
 
@@ -458,6 +499,28 @@ class Server:
                 conn.event_done(event, started, link.time())
         finally:
             link.events_done.set()
+
+
+@types.coroutine
+def _resumed(coro: Coroutine[Any, Any, None], waiting: Any, ctx: contextvars.Context) -> Generator[Any, Any, None]:
+    """Go on stepping ``coro``, which yielded ``waiting``, in ``ctx`` until it ends: what
+    it yields goes to the event loop as is, what the loop sends or throws goes back to
+    it. Works on any event loop, since nothing here looks at what is yielded."""
+    run = ctx.run
+    while True:
+        try:
+            sent = yield waiting
+        except BaseException as exc:  # a cancellation, most likely: the handler sees it
+            step: Callable[[Any], Any] = coro.throw
+            arg: Any = exc
+        else:
+            step, arg = coro.send, sent
+        try:
+            waiting = run(step, arg)
+        except StopIteration:
+            return
+        finally:
+            del arg  # no cycle through a thrown exception's traceback
 
 
 async def _drain_async(items: AsyncIterator[Any], send: _Send) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from conformance_router import pause
 from conftest import BINDING_NAME
-from test_limits import frame, read_frames, raw_peer
+from test_limits import frame, raw_peer, read_frames
 
 from sansio_tcpmsg import Router
 
