@@ -441,17 +441,23 @@ class Server:
         owner = True
         try:
             while queue:
-                ctx = base.copy()
-                coro = self._run_request(link, queue.popleft())
-                try:
-                    waiting = ctx.run(coro.send, None)
-                except StopIteration:
-                    continue
-                owner = link.working = False
-                if queue:
-                    link.start_worker()
-                await _resumed(coro, waiting, ctx)
-                return
+                while queue:
+                    ctx = base.copy()
+                    coro = self._run_request(link, queue.popleft())
+                    try:
+                        waiting = ctx.run(coro.send, None)
+                    except StopIteration:
+                        continue
+                    owner = link.working = False
+                    link.transmit()
+                    if queue:
+                        link.start_worker()
+                    try:
+                        await _resumed(coro, waiting, ctx)
+                    finally:
+                        link.transmit()
+                    return
+                link.transmit()  # the replies; requests the core released join the queue
         finally:
             if owner:  # the queue is empty, or a handler raised past its request
                 link.working = False
@@ -465,9 +471,10 @@ class Server:
         try:
             result = await event.handler(event.data, event.context)
             # The reply stays in the core until the carrier writes: it leaves with the others
-            # of this loop iteration.
-            stream = link.call(conn.handler_returned, request_id, result, link.time())
+            # of this loop iteration. (The worker transmits after the request.)
+            stream = conn.handler_returned(request_id, result, link.time())
             if stream is not None:
+                link.transmit()
 
                 def send(item: Any) -> bool:
                     link.call(conn.send_item, request_id, item)
@@ -476,7 +483,7 @@ class Server:
                 await self._drains[stream](result, send)
                 link.call(conn.end_stream, request_id, link.time())
         except Exception as exc:
-            link.call(conn.handler_raised, request_id, exc, link.time())
+            conn.handler_raised(request_id, exc, link.time())
         if self._closing:
             self._notify()
 
