@@ -433,59 +433,81 @@ class Server:
 
     async def _request_worker(self, link: _ServerLink) -> None:
         """Start the link's queued requests in order, each stepped here in a context of
-        its own: one that completes without waiting costs no task. The first one that
-        waits keeps this task to its end (its cancel scopes and timeouts were entered in
-        it) and a new worker goes on with the queue. Cancelling the task cancels the
-        request it runs."""
-        queue, base = link.requests, link.context
+        its own: a handler that returns without waiting costs no task, and its reply is
+        handed to the core at once (one transmit and one clock reading a batch). The
+        first handler that waits keeps this task to its end (its cancel scopes and
+        timeouts were entered in it) and a new worker goes on with the queue.
+        Cancelling the task cancels the request it runs."""
+        queue, base, conn = link.requests, link.context, link.conn
         owner = True
         try:
             while queue:
+                now = link.time()
                 while queue:
-                    ctx = base.copy()
-                    coro = self._run_request(link, queue.popleft())
+                    event = queue.popleft()
+                    request_id, ctx = event.request_id, base.copy()
                     try:
+                        coro = event.handler(event.data, event.context)
                         waiting = ctx.run(coro.send, None)
-                    except StopIteration:
+                    except StopIteration as done:
+                        stream = _returned(conn, request_id, done.value, now)
+                        if stream is None:
+                            continue
+                        coro, waiting = self._streamed(link, request_id, done.value, stream), _START
+                    except Exception as exc:
+                        conn.handler_raised(request_id, exc, now)
                         continue
+                    else:
+                        stream = None
                     owner = link.working = False
-                    link.transmit()
+                    link.transmit()  # what those before it answered
                     if queue:
                         link.start_worker()
-                    try:
-                        await _resumed(coro, waiting, ctx)
-                    finally:
-                        link.transmit()
+                    await self._finish(link, request_id, coro, waiting, ctx, stream is None)
                     return
                 link.transmit()  # the replies; requests the core released join the queue
+                if self._closing:
+                    self._notify()
         finally:
             if owner:  # the queue is empty, or a handler raised past its request
                 link.working = False
-                if queue and not link.conn.closed:
+                if queue and not conn.closed:
                     link.start_worker()
             if link.loop is not None:
                 link.tasks.discard(asyncio.current_task())
 
-    async def _run_request(self, link: _ServerLink, event: RequestReceived) -> None:
-        conn, request_id = link.conn, event.request_id
+    async def _finish(
+        self, link: _ServerLink, request_id: int, coro: Coroutine[Any, Any, Any], waiting: Any,
+        ctx: contextvars.Context, handler: bool,
+    ) -> None:
+        """The rest of a request that waits, in this task: its ``handler``'s coroutine
+        (then its reply), or the streaming of its items."""
+        conn = link.conn
         try:
-            result = await event.handler(event.data, event.context)
-            # The reply stays in the core until the carrier writes: it leaves with the others
-            # of this loop iteration. (The worker transmits after the request.)
-            stream = conn.handler_returned(request_id, result, link.time())
-            if stream is not None:
-                link.transmit()
-
-                def send(item: Any) -> bool:
-                    link.call(conn.send_item, request_id, item)
-                    return not conn.closed
-
-                await self._drains[stream](result, send)
-                link.call(conn.end_stream, request_id, link.time())
-        except Exception as exc:
-            conn.handler_raised(request_id, exc, link.time())
+            try:
+                result = await _resumed(coro, waiting, ctx)
+                if handler:
+                    stream = _returned(conn, request_id, result, link.time())
+                    if stream is not None:
+                        await _resumed(self._streamed(link, request_id, result, stream), _START, ctx)
+            except Exception as exc:
+                conn.handler_raised(request_id, exc, link.time())
+        finally:
+            link.transmit()
         if self._closing:
             self._notify()
+
+    async def _streamed(self, link: _ServerLink, request_id: int, items: Any, stream: Stream) -> None:
+        """Send each item of a streamed result, then its end."""
+        conn = link.conn
+        link.transmit()
+
+        def send(item: Any) -> bool:
+            link.call(conn.send_item, request_id, item)
+            return not conn.closed
+
+        await self._drains[stream](items, send)
+        link.call(conn.end_stream, request_id, link.time())
 
     async def _event_worker(self, link: _ServerLink) -> None:
         conn = link.conn
@@ -508,12 +530,32 @@ class Server:
             link.events_done.set()
 
 
+def _returned(conn: ServerConnection, request_id: int, result: Any, now: float) -> Stream | None:
+    """Hand a handler's result to the core: None once replied (or failed, when the
+    result cannot be sent), else how it streams."""
+    try:
+        return conn.handler_returned(request_id, result, now)
+    except Exception as exc:  # e.g. a value JSON cannot carry
+        conn.handler_raised(request_id, exc, now)
+        return None
+
+
+# What ``_resumed`` is given for a coroutine that has not started.
+_START: Any = object()
+
+
 @types.coroutine
-def _resumed(coro: Coroutine[Any, Any, None], waiting: Any, ctx: contextvars.Context) -> Generator[Any, Any, None]:
-    """Go on stepping ``coro``, which yielded ``waiting``, in ``ctx`` until it ends: what
-    it yields goes to the event loop as is, what the loop sends or throws goes back to
-    it. Works on any event loop, since nothing here looks at what is yielded."""
+def _resumed(coro: Coroutine[Any, Any, Any], waiting: Any, ctx: contextvars.Context) -> Generator[Any, Any, Any]:
+    """Go on stepping ``coro``, which yielded ``waiting`` (or has not started: ``_START``),
+    in ``ctx`` until it ends, and return what it returns: what it yields goes to the event
+    loop as is, what the loop sends or throws goes back to it. Works on any event loop,
+    since nothing here looks at what is yielded."""
     run = ctx.run
+    if waiting is _START:
+        try:
+            waiting = run(coro.send, None)
+        except StopIteration as done:
+            return done.value
     while True:
         try:
             sent = yield waiting
@@ -524,8 +566,8 @@ def _resumed(coro: Coroutine[Any, Any, None], waiting: Any, ctx: contextvars.Con
             step, arg = coro.send, sent
         try:
             waiting = run(step, arg)
-        except StopIteration:
-            return
+        except StopIteration as done:
+            return done.value
         finally:
             del arg  # no cycle through a thrown exception's traceback
 
