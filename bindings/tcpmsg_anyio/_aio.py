@@ -1,8 +1,8 @@
 """The asyncio carrier: an ``asyncio.Protocol`` on a transport (uvloop's when installed).
 
 Reads arrive in ``data_received`` and go straight to the core; writes are gathered
-and handed to ``transport.write`` once per loop iteration (after the request tasks a
-read started have taken their first step, so their replies leave in one write). A
+and handed to ``transport.write`` once per loop iteration (after the request worker a
+read woke has started its requests, so their replies leave in one write). A
 carrier given ``eager`` (the client's: "at most one call in flight") writes at once
 while ``eager()`` is true and the transport holds nothing: a lone call leaves without
 waiting for the next loop iteration (a round trip's share at c=1), while many calls
@@ -169,7 +169,7 @@ class ProtocolCarrier(asyncio.Protocol):
             link.fail()  # and close
         finally:
             self._holding = False
-        # after the first step of the request tasks this read started
+        # after the request worker this read woke (its task was scheduled first)
         if self._flush_handle is None and (self._eager is None or link.conn.bytes_to_send):
             self._flush_handle = self.loop.call_soon(self._flush)
 

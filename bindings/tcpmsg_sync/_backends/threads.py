@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextvars
 import logging
 import queue
 import select
@@ -52,9 +51,7 @@ class _ThreadPool:
                 return
             fn, args = item
             try:
-                # in a context of its own, as a new thread's: what one call sets in a
-                # ContextVar is not seen by the next call this thread runs
-                contextvars.Context().run(fn, *args)
+                fn(*args)
             except Exception:  # pragma: no cover - callers catch their own errors
                 logging.getLogger("tcpmsg.server").exception("worker task failed")
             self._idle.release()
