@@ -173,6 +173,10 @@ class Carrier(Protocol):
         """Carry bytes until the connection is closed and the carrier is done."""
 
 
+def _nothing() -> None:
+    pass
+
+
 class Link(Generic[C]):
     """Carries bytes between a carrier and a core connection (see the module's doc).
 
@@ -214,22 +218,23 @@ class Link(Generic[C]):
         try:
             return method(*args)
         finally:
-            self.transmit()
+            # transmit (inline: this runs after every request and reply)
+            conn = self.conn
+            for event in conn.events_received():
+                self.on_event(event)
+            if conn.closed:
+                self.carrier.close()
+            elif not conn.bytes_to_send:
+                self._rearm()
+            else:
+                self.carrier.want_write()  # ``take`` re-arms the timer, soon...
+                if self.carrier.buffered:  # ...unless a write waits for a slow peer
+                    self._rearm()
 
     def transmit(self) -> None:
-        """Act on what the core asked for since the last transmit (after every call into
-        it; a caller making many calls in a row may transmit once after the last)."""
-        conn = self.conn
-        for event in conn.events_received():
-            self.on_event(event)
-        if conn.closed:
-            self.carrier.close()
-        elif not conn.bytes_to_send:
-            self._rearm()
-        else:
-            self.carrier.want_write()  # ``take`` re-arms the timer, soon...
-            if self.carrier.buffered:  # ...unless a write waits for a slow peer
-                self._rearm()
+        """Transmit what earlier calls made straight into the core asked for: a caller
+        making many calls in a row (the server's request worker) transmits once."""
+        self.call(_nothing)
 
     def _rearm(self) -> None:
         """Move the carrier's timer earlier if the core's next deadline is earlier."""
