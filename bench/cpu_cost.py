@@ -2,7 +2,7 @@
 
     python bench/cpu_cost.py [--side server|client|both] [--models asyncio,trio,gevent,threads]
                              [--payloads small,1k] [--concurrency 64] [--duration 2] [--repeat 3]
-                             [--codec json|orjson] [--driver nest|burst]
+                             [--codec json|orjson] [--driver nest|burst] [--server nest|burst]
 
 requests/s is noise on a shared machine; CPU time per request is not (much). For each
 concurrency model M this runs, side by side and interleaved per repetition:
@@ -19,6 +19,9 @@ concurrency model M this runs, side by side and interleaved per repetition:
   CPU per request in every Python server);
 - clients: ours (``bench/load.py --binding X``) and the ceiling (``bench/raw_client.py
   --mode M``) against one NestJS 12 server; the driver process's CPU per request.
+  ``--server burst`` calls ``bench/burst_server.py`` instead, which answers in batches
+  of exactly C replies in one write: every read carries the same batch, so the figure no
+  longer moves with how busy the machine is (how the NestJS server's replies trickle in).
   ``--models gevent-futures,threads-futures`` (clients only): ONE caller keeping C calls
   in flight with ``client.submit``, next to the model's C-caller ceiling.
 
@@ -40,7 +43,7 @@ from typing import Any
 
 import _common
 import _raw
-from run import Proc, nest_modules, start_driver, start_server
+from run import BENCH, Proc, nest_modules, start_driver, start_server
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -127,6 +130,20 @@ def measure_client(kind: str, port: int, cells: list[dict[str, Any]], env_node: 
         drv.stop()
 
 
+def start_burst_server(batch: int, env_py: dict[str, str]) -> tuple[Proc, int]:
+    """``bench/burst_server.py``: replies in batches of ``batch``; returns it and its port."""
+    proc = Proc([sys.executable, str(BENCH / "burst_server.py"), "--batch", str(batch)], env_py,
+                "burst server", reads_stdin=False)
+    try:
+        line = proc.readline(30.0)
+        if not line.startswith("LISTENING "):
+            raise RuntimeError(f"{proc.label}: unexpected {line!r}")
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, int(line.split()[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--side", default="both", choices=("server", "client", "both"))
@@ -139,6 +156,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--driver", default="nest", choices=("nest", "burst"),
                     help="what drives the servers: the NestJS load driver, or fixed bursts of C requests")
+    ap.add_argument("--server", default="nest", choices=("nest", "burst"),
+                    help="what the clients call: the NestJS server, or bench/burst_server.py (replies in batches of C)")
     ap.add_argument("--codec", default="json", choices=("json", "orjson"),
                     help="our servers' and clients' codec (orjson: tcpmsg_orjson.OrjsonCodec)")
     ap.add_argument("--json", help="also write the raw figures to this file")
@@ -160,7 +179,9 @@ def main() -> None:
     for rep in range(args.repeat):
         for side in sides:
             nest = port = None
-            if side == "client":
+            if side == "client" and args.server == "burst":
+                nest, port = start_burst_server(args.concurrency, env_py)
+            elif side == "client":
                 nest, port = start_server("nest", env_node, env_py)
             try:
                 for m in models:
@@ -180,8 +201,9 @@ def main() -> None:
     print(f"CPU µs per request, c={args.concurrency}, {args.duration} s windows after {args.warmup} s warm-up, "
           f"median of {args.repeat}; servers driven by "
           + ("bursts of C requests in one write" if args.driver == "burst" else "the NestJS load driver")
-          + ", clients against the NestJS "
-          f"server; our codec: {args.codec}. Ratio = ours / ceiling (lower is better).\n")
+          + ", clients against the "
+          + ("burst server (replies in batches of C)" if args.server == "burst" else "NestJS server")
+          + f"; our codec: {args.codec}. Ratio = ours / ceiling (lower is better).\n")
     print("| side | model | payload | ours µs | ceiling µs | ours/ceiling |")
     print("| --- | --- | --- | ---: | ---: | ---: |")
     table = []
