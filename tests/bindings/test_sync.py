@@ -149,3 +149,24 @@ def test_tls_close_sends_close_notify(kit: Kit, certs: dict[str, str]) -> None:
         assert results and b'"pattern":"ev"' in results[0]
     finally:
         listener.close()
+
+
+def test_thread_pool_says_when_a_call_waits_for_a_busy_worker() -> None:
+    """The server relies on it: when ``submit`` says a runner waits for a busy worker, the
+    replies already made are written before the next handler starts."""
+    from tcpmsg_sync._backends.threads import ThreadBackend
+
+    pool = ThreadBackend().pool(1)
+    release = threading.Event()
+    ran: list[str] = []
+    try:
+        assert pool.submit(lambda: (release.wait(5), ran.append("first"))) is True
+        assert pool.submit(ran.append, "second") is False  # the one worker is busy
+        release.set()
+        deadline = time.monotonic() + 5
+        while len(ran) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ran == ["first", "second"]  # it ran once the worker was free
+    finally:
+        release.set()
+        pool.shutdown(2.0)
