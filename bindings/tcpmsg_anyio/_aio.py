@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from sansio_tcpmsg.defaults import CLOSE_TIMEOUT, FLUSH_TIMEOUT
 
-from ._link import Link
+from ._link import MAX_DEFERS, Link
 
 __all__ = ["ProtocolCarrier"]
 
@@ -43,6 +43,7 @@ class ProtocolCarrier(asyncio.Protocol):
         self._on_made = on_made
         self._holding = False
         self._flush_handle: asyncio.Handle | None = None
+        self._defers = 0
         self._timer: asyncio.TimerHandle | None = None
         self._abort: asyncio.TimerHandle | None = None
         self._waiters: list[asyncio.Future[None]] = []
@@ -125,9 +126,16 @@ class ProtocolCarrier(asyncio.Protocol):
                 waiter.set_result(None)
 
     def _flush(self) -> None:
+        link = self.link
+        if link is not None and link.starting() and self._defers < MAX_DEFERS:
+            # after the worker that starts the rest of the read: their replies join these
+            self._defers += 1
+            self._flush_handle = self.loop.call_soon(self._flush)
+            return
         self._flush_handle = None
-        if self._send() and self.link is not None:
-            self.link.report()  # the send buffer now: reading may resume
+        self._defers = 0
+        if self._send() and link is not None:
+            link.report()  # the send buffer now: reading may resume
 
     def _send(self) -> bool:
         """Hand what the core queued to the transport in one write."""

@@ -29,7 +29,11 @@ from anyio.abc import ByteStream
 from sansio_tcpmsg import Connection, ConnectionClosedError, Event
 from sansio_tcpmsg.defaults import CLOSE_TIMEOUT, FLUSH_TIMEOUT
 
-__all__ = ["Carrier", "Link", "Mailbox", "StreamCarrier", "close_stream", "now"]
+# How many times in a row a write waits for requests about to start (``Link.starting``):
+# each wait lets one more handler that waits hand the rest of a read to a new worker.
+MAX_DEFERS = 16
+
+__all__ = ["MAX_DEFERS", "Carrier", "Link", "Mailbox", "StreamCarrier", "close_stream", "now"]
 
 if TYPE_CHECKING:
     from typing_extensions import TypeVarTuple, Unpack
@@ -209,6 +213,11 @@ class Link(Generic[C]):
 
     def on_event(self, event: Event) -> None:
         """One event of the core's (subclasses handle them)."""
+
+    def starting(self) -> bool:
+        """True while requests wait to start in a task already scheduled (the server's
+        request worker): a write now would part their replies from those before them."""
+        return False
 
     def call(self, method: Callable[[Unpack[Ts]], R], *args: Unpack[Ts]) -> R:
         """Run ``method`` (of this link's core connection), then transmit: the one way in.
@@ -460,6 +469,10 @@ class StreamCarrier:
             while not self._want:
                 await self._wake_writer.wait()
                 self._wake_writer = self._event()
+            for _ in range(MAX_DEFERS):  # the requests read with these replies start first
+                if not link.starting():
+                    break
+                await anyio.lowlevel.checkpoint()
             self._want = False
             rest, self._rest = self._rest, b""
             chunk = link.take()

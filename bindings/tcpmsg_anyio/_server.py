@@ -106,6 +106,9 @@ class _ServerLink(Link[ServerConnection]):
         elif isinstance(event, ConnectionClosed):
             self.events.put(None)  # the event worker ends after what is queued
 
+    def starting(self) -> bool:
+        return self.working
+
     def start_worker(self) -> None:
         """Start a request worker: it owns the queued requests until it hands them on."""
         self.working = True
