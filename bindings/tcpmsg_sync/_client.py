@@ -424,7 +424,8 @@ class Client:
         return None
 
     def _read_loop(self, session: _Session) -> None:
-        """The background reader: watches the socket while no caller does."""
+        """The background reader: watches the socket while no caller does (gevent:
+        always); when it ends, every call still waiting has failed."""
         b = self._b
         always = not b.callers_read
         try:
@@ -492,10 +493,12 @@ class Client:
     def _start(self, pattern: Any, data: Any, timeout: float | None, metadata: Any,
                stream: bool, waiter: _Sink) -> tuple[_Session, str, float | None]:
         """Send a request whose outcomes go to ``waiter``; a submitted call's wakes the
-        background reader if no one reads."""
+        background reader if no one reads, and is written by the writer task if other
+        submitted calls are in flight."""
         if timeout is DEFAULT:
             timeout = self.timeout
-        submitted = defer = isinstance(waiter, _Submitted)
+        submitted = isinstance(waiter, _Submitted)
+        defer = False
         current = self._session
         if current is not None and not current.reading:
             self._catch_up(current)
