@@ -302,11 +302,16 @@ class Client:
             session.writing = True
             if defer:
                 session.out.append(out)
-                session.handed = True
-                if session.writer is None:
-                    session.writer = self._b.spawn(self._write_loop, session)
+                self._give_writer(session)
                 return None
         return out
+
+    def _give_writer(self, session: _Session) -> None:
+        """(Under the lock, owning the write.) Hand the write of ``out`` to the writer
+        task, started with the first hand-over; the caller then sets ``session.flush``."""
+        session.handed = True
+        if session.writer is None:
+            session.writer = self._b.spawn(self._write_loop, session)
 
     def _write_loop(self, session: _Session) -> None:
         """The writer task: writes what deferred writes handed over, until the end."""
@@ -323,7 +328,14 @@ class Client:
     def _write(self, session: _Session, data: bytes, batch: bool = True) -> bool:
         """Write ``data`` and whatever other callers queued meanwhile; False if it failed."""
         if batch:
-            self._b.before_write()
+            try:
+                self._b.before_write()
+            except BaseException:  # interrupted (gevent.Timeout, kill): the writer task writes
+                with self._lock:
+                    session.out.insert(0, data)
+                    self._give_writer(session)
+                session.flush.set()
+                raise
         with self._lock:
             if session.out:
                 data = b"".join([data, *session.out])
@@ -334,20 +346,27 @@ class Client:
                 if sent < len(data):
                     session.sock.sendall(memoryview(data)[sent:])
             except OSError as exc:
-                with self._lock:
-                    session.writing = False
-                    session.out.clear()
-                log.info("connection lost while writing: %s", exc)
-                self._core(session, session.conn.receive_eof)
-                with contextlib.suppress(OSError):
-                    session.sock.shutdown(socket.SHUT_RDWR)
+                self._broken(session, exc)
                 return False
+            except BaseException:  # interrupted mid-write: what reached the peer is unknown
+                self._broken(session, "interrupted while writing")
+                raise
             with self._lock:
                 if not session.out:
                     session.writing = False
                     return True
                 data = b"".join(session.out)
                 session.out.clear()
+
+    def _broken(self, session: _Session, why: object) -> None:
+        """A write failed or stopped midway: the connection is lost, its calls fail."""
+        with self._lock:
+            session.writing = False
+            session.out.clear()
+        log.info("connection lost while writing: %s", why)
+        self._core(session, session.conn.receive_eof)
+        with contextlib.suppress(OSError):
+            session.sock.shutdown(socket.SHUT_RDWR)
 
     def _read_step(self, session: _Session) -> None:
         """(With the reader role.) Read once, or handle the timer, and pump the core."""

@@ -221,3 +221,56 @@ def test_handler_greenlets_are_reused_and_never_queue_behind_a_waiting_one() -> 
     assert not pool._idle and not pool._running
     gevent.sleep(0.01)
     assert all(g.dead for _, g in ran)
+
+
+class _LongYield(tcpmsg_gevent.GeventBackend):
+    """gevent's backend yielding 50 ms before each write instead of once: the window
+    in which a caller owning the connection's write can be interrupted, made wide."""
+
+    def before_write(self) -> None:
+        gevent.sleep(0.05)
+
+
+class _LongYieldClient(tcpmsg_gevent.Client):
+    backend = _LongYield()
+
+
+def test_caller_interrupted_while_owning_the_write_loses_no_bytes(server: Any) -> None:
+    """A greenlet interrupted (``gevent.Timeout``) before the write it owns hands it to
+    the writer task: its request and those queued behind it still go out, and the
+    connection goes on (before, every later call waited behind a write nobody made)."""
+    with _LongYieldClient("127.0.0.1", server.port, timeout=5.0) as c:
+        for i in range(3):
+            with gevent.Timeout(0.01, False):
+                c.send("echo", ["given up", i])
+                pytest.fail("the timeout should have interrupted the call")
+            behind = [gevent.spawn(c.send, "echo", [i, j]) for j in range(5)]
+            assert [g.get(timeout=5) for g in behind] == [[i, j] for j in range(5)]
+        assert c.send("echo", "after") == "after"
+
+
+def test_caller_interrupted_mid_write_drops_the_connection() -> None:
+    """Interrupted inside a write to a peer that does not read, part of a frame may be on
+    the wire: the connection is dropped (its calls fail), never left mid-frame."""
+    listener = gevent.socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    peers: list[Any] = []
+    acceptor = gevent.spawn(lambda: peers.append(listener.accept()[0]))
+    try:
+        with client(listener.getsockname()[1]) as c:
+            pending = gevent.spawn(c.send, "echo", 0)
+            with gevent.Timeout(0.3, False):
+                c.send("echo", "x" * 32_000_000)
+                pytest.fail("the timeout should have interrupted the write")
+            with pytest.raises(ConnectionClosedError):
+                pending.get(timeout=5)
+            deadline = time.monotonic() + 5
+            while c.status.value != "disconnected" and time.monotonic() < deadline:
+                gevent.sleep(0.01)
+            assert c.status.value == "disconnected"
+    finally:
+        acceptor.kill()
+        for peer in peers:
+            peer.close()
+        listener.close()
