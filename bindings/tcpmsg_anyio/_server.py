@@ -458,7 +458,11 @@ class Server:
                         coro = event.handler(event.data, event.context)
                         waiting = ctx.run(coro.send, None)
                     except StopIteration as done:
-                        stream = _returned(conn, request_id, done.value, now)
+                        try:  # as _returned does, inline: this runs for every request
+                            stream = conn.handler_returned(request_id, done.value, now)
+                        except Exception as exc:
+                            conn.handler_raised(request_id, exc, now)
+                            continue
                         if stream is None:
                             continue
                         coro, waiting = self._streamed(link, request_id, done.value, stream), _START
