@@ -472,9 +472,9 @@ class Server:
                     else:
                         stream = None
                     owner = link.working = False
-                    link.transmit()  # what those before it answered
                     if queue:
                         link.start_worker()
+                    link.transmit()  # what those before it answered (after: one worker at a time)
                     await self._finish(link, request_id, coro, waiting, ctx, stream is None)
                     return
                 link.transmit()  # the replies; requests the core released join the queue
