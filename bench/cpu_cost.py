@@ -43,7 +43,7 @@ from typing import Any
 
 import _common
 import _raw
-from run import BENCH, Proc, nest_modules, start_driver, start_server
+from run import BENCH, Proc, listening_port, nest_modules, start_driver, start_server
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -134,14 +134,7 @@ def start_burst_server(batch: int, env_py: dict[str, str]) -> tuple[Proc, int]:
     """``bench/burst_server.py``: replies in batches of ``batch``; returns it and its port."""
     proc = Proc([sys.executable, str(BENCH / "burst_server.py"), "--batch", str(batch)], env_py,
                 "burst server", reads_stdin=False)
-    try:
-        line = proc.readline(30.0)
-        if not line.startswith("LISTENING "):
-            raise RuntimeError(f"{proc.label}: unexpected {line!r}")
-    except BaseException:
-        proc.stop()
-        raise
-    return proc, int(line.split()[1])
+    return proc, listening_port(proc)
 
 
 def main() -> None:

@@ -222,6 +222,11 @@ def start_server(kind: str, env_node: dict[str, str], env_py: dict[str, str],
         tls = ["--tls-cert", str(certs.cert), "--tls-key", str(certs.key)] if certs else []
         proc = Proc([sys.executable, str(BENCH / "server.py"), "--binding", kind, *tls], env_py, f"{kind} server",
                     reads_stdin=False)
+    return proc, listening_port(proc)
+
+
+def listening_port(proc: Proc) -> int:
+    """The port a started server process prints (``LISTENING <port>``); stops it on failure."""
     try:
         line = proc.readline(30.0)
         if not line.startswith("LISTENING "):
@@ -229,7 +234,7 @@ def start_server(kind: str, env_node: dict[str, str], env_py: dict[str, str],
     except BaseException:
         proc.stop()
         raise
-    return proc, int(line.split()[1])
+    return int(line.split()[1])
 
 
 def start_driver(kind: str, port: int, env_node: dict[str, str], env_py: dict[str, str],
